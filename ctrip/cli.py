@@ -1,0 +1,55 @@
+"""The `ctrip` command line. Each command lives in its own module, plugged in here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (words of the command, module exposing configure(parser), one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("cohort", "validate"), "ctrip.data.cohort_command", "validate a cohort folder"),
+    (("cohort", "synth"), "ctrip.data.synth.command", "simulate a synthetic cohort"),
+    (("cohort", "import"), "ctrip.io.command", "import UK Biobank or other data as a cohort"),
+    (("predict",), "ctrip.predict", "predict the 18 CPs from localizer images"),
+    (("run",), "ctrip.pipeline.command", "run the notebooks of a profile and build the book"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctrip", description="C-TRIP companion")
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", required=True)
+    }
+    for words, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # a command whose module is not part of this installation
+            raise
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                group_parser = groups[words[: depth - 1]].add_parser(words[depth - 1])
+                groups[prefix] = group_parser.add_subparsers(dest=f"command_{depth}", required=True)
+        command_parser = groups[words[:-1]].add_parser(
+            words[-1], help=help_text, description=help_text
+        )
+        module.configure(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ctrip.data.cohort import CohortError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CohortError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Names shared by every part of the project: cardiac phenotypes, ECG leads, splits, modalities."""
+
+CP_NAMES: list[str] = [
+    "LVEDV", "LVESV", "LVSV", "LVEF", "LVCO", "LVM",
+    "RVEDV", "RVESV", "RVSV", "RVEF",
+    "LAVmax", "LAVmin", "LASV", "LAEF",
+    "RAVmax", "RAVmin", "RASV", "RAEF",
+]  # fmt: skip
+
+CP_UNITS: dict[str, str] = {
+    "LVEDV": "mL", "LVESV": "mL", "LVSV": "mL", "LVEF": "%", "LVCO": "L/min", "LVM": "g",
+    "RVEDV": "mL", "RVESV": "mL", "RVSV": "mL", "RVEF": "%",
+    "LAVmax": "mL", "LAVmin": "mL", "LASV": "mL", "LAEF": "%",
+    "RAVmax": "mL", "RAVmin": "mL", "RASV": "mL", "RAEF": "%",
+}  # fmt: skip
+
+# UK Biobank imaging-derived phenotypes 24100-24117 (Bai et al. 2020), in CP_NAMES order.
+CP_UKB_FIELDS: dict[str, int] = {name: 24100 + i for i, name in enumerate(CP_NAMES)}
+
+LEADS: tuple[str, ...] = (
+    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)  # fmt: skip
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SEXES: tuple[str, ...] = ("female", "male")
+
+IMAGE_MODALITIES: tuple[str, ...] = ("localizer", "cmr")
+ARRAY_MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg")
+MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg", "tabular")
+
+# Per-subject array shape after the subject axis: images (3, H, W), ECG (12, T).
+ARRAY_CHANNELS: dict[str, int] = {"localizer": 3, "cmr": 3, "ecg": len(LEADS)}
+ARRAY_NDIM: dict[str, int] = {"localizer": 4, "cmr": 4, "ecg": 3}
+
+# Subjects-table columns that are not tabular inputs.
+ID_COLUMNS: tuple[str, ...] = ("id", "split")
