@@ -23,12 +23,12 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check ctrip tests benchmarks notebooks
+	$(BIN)/ruff check .
 	$(BIN)/ruff format --check ctrip tests benchmarks
 
 format: $(STAMP)
 	$(BIN)/ruff format ctrip tests benchmarks
-	$(BIN)/ruff check --fix ctrip tests benchmarks notebooks
+	$(BIN)/ruff check --fix .
 
 # Re-pin the lock from the current environment (torch stays at 2.13.0).
 lock: $(STAMP)
