@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (words of the command, module exposing configure(parser), one-line help)
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CohortError, FileNotFoundError, FileExistsError, ValueError) as err:
+        if os.environ.get("CTRIP_DEBUG"):
+            raise
         print(f"error: {err}", file=sys.stderr)
+        print("(set CTRIP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
 
 
