@@ -17,6 +17,21 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
 ]
 
 
+class _Unavailable:
+    """Stands in for a command module that cannot be imported; running it reports why."""
+
+    def __init__(self, command: str, error: ImportError) -> None:
+        self.command, self.error = command, error
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=self.run)
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(f"error: `ctrip {self.command}` is unavailable: {self.error}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrip", description="C-TRIP companion")
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
@@ -25,10 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     for words, module_name, help_text in COMMANDS:
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue  # a command whose module is not part of this installation
-            raise
+        except ImportError as err:
+            # One broken command must not take the others down: it reports its own error.
+            module = _Unavailable(" ".join(words), err)
         for depth in range(1, len(words)):
             prefix = words[:depth]
             if prefix not in groups:
