@@ -24,8 +24,7 @@ class _Unavailable:
         self.command, self.error = command, error
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
-        parser.set_defaults(func=self.run)
+        parser.set_defaults(func=self.run, accepts_unknown_arguments=True)
 
     def run(self, args: argparse.Namespace) -> int:
         print(f"error: `ctrip {self.command}` is unavailable: {self.error}", file=sys.stderr)
@@ -58,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ctrip.data.cohort import CohortError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "accepts_unknown_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except (CohortError, FileNotFoundError, FileExistsError, ValueError) as err:
