@@ -1,0 +1,211 @@
+"""The data card of a simulated cohort: simulated versus published values, examples, ceilings.
+
+Used by `notebooks/data_card.ipynb`; every table and figure of the chapter is built here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctrip.data.ecg import remove_baseline_drift
+from ctrip.data.schema import CP_NAMES, CP_UNITS, LEADS
+
+P17 = "Petersen et al. 2017, JCMR 19:18"
+UKB = "UK Biobank imaging visit (DESIGN section 5)"
+ECG_REF = "DESIGN section 5 (resting ECG norms)"
+
+# (quantity, sex or "all", published mean, published SD or None, source)
+PUBLISHED_MEANS: list[tuple[str, str, float, float | None, str]] = [
+    ("LVEF", "female", 61, 5, P17), ("LVEF", "male", 58, 5, P17),
+    ("LVSV", "female", 75, 14, P17), ("LVSV", "male", 96, 20, P17),
+    ("LVMI", "female", 42, 7, P17), ("LVMI", "male", 53, 9, P17),
+    ("LVEDV", "female", 124.5, 18.6, P17 + " (mid and width of the 95% range 88-161)"),
+    ("LVESV", "female", 49.5, 9.4, P17 + " (95% range 31-68)"),
+    ("RVEDV", "female", 125.5, 20.7, P17 + " (95% range 85-166)"),
+    ("RVESV", "female", 52.0, 12.8, P17 + " (95% range 27-77)"),
+    ("RVEF", "female", 57.5, 5.4, P17 + " (95% range 47-68)"),
+    ("age", "all", 64, 7.5, UKB), ("height", "all", 168.5, None, UKB),
+    ("weight", "all", 77.9, None, UKB), ("bmi", "all", 27.5, 4.4, UKB),
+    ("sbp", "all", 138.7, None, UKB), ("dbp", "all", 82.5, None, UKB),
+    ("heart_rate", "all", 71, 10, UKB + ", pulse"),
+    ("ventricular_rate", "female", 66, 9, ECG_REF), ("pq_interval", "female", 158, 34, ECG_REF),
+    ("qrs_duration", "female", 85, 8, ECG_REF), ("qtc", "female", 413, 14, ECG_REF),
+]  # fmt: skip
+
+PUBLISHED_CORRELATIONS: list[tuple[str, str, float, str]] = [
+    ("LVSV", "RVSV", 0.9, "DESIGN section 5"),
+    ("LVEDV", "RVEDV", 0.85, "DESIGN section 5"),
+    ("LVM", "LVEDV", 0.6, "DESIGN section 5"),
+    ("LVEF", "LVEDV", -0.2, "DESIGN section 5"),
+    ("LAVmax", "LVEDV", 0.4, "DESIGN section 5"),
+    ("sokolow_lyon", "LVMI", 0.3, "DESIGN section 5 (weak)"),
+]
+
+# What each modality can and cannot tell, in plain words (from how the simulator makes it).
+MODALITY_STATEMENT = {
+    "localizer": (
+        "Ventricular and atrial sizes and LV mass through one static snapshot of the chambers, "
+        "body size from the outline.",
+        "Ejection fractions and stroke volumes only indirectly: the heart is caught at a random "
+        "phase, so a small heart in diastole and a large one in systole look alike; LVCO also "
+        "needs the heart rate.",
+    ),
+    "cmr": (
+        "LV and RV volumes, stroke volumes, ejection fractions and LV mass: the mid slice is seen "
+        "at end-diastole and end-systole.",
+        "Atrial volumes and function (no atrium in a mid-ventricular slice), except through their "
+        "correlation with the ventricles; LVCO needs the heart rate.",
+    ),
+    "ecg": (
+        "Heart rate (hence part of LVCO), LV mass and size weakly through QRS duration and "
+        "voltage, LA size weakly through the P wave, reduced EF through the wide-QRS, flat-T pattern.",
+        "Chamber volumes and EF in the normal range: voltage depends as much on BMI and electrode "
+        "placement as on the heart.",
+    ),
+    "tabular": (
+        "Body size (BSA), sex, age and blood pressure, which set the expected volumes and mass.",
+        "Any individual departure from the expected heart: EF, atrial function, abnormal hearts.",
+    ),
+}
+
+
+def _with_lvmi(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(LVMI=table["LVM"] / table["bsa"])
+
+
+def reference_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Simulated mean and SD next to each published value (by sex where published so)."""
+    table = _with_lvmi(table)
+    rows = []
+    for quantity, sex, mean, sd, source in PUBLISHED_MEANS:
+        values = table[quantity] if sex == "all" else table.loc[table["sex"] == sex, quantity]
+        rows.append({
+            "quantity": quantity, "sex": sex, "simulated_mean": values.mean(),
+            "simulated_sd": values.std(), "published_mean": mean, "published_sd": sd,
+            "missing_share": values.isna().mean(), "source": source,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sokolow_lyon(ecg: np.ndarray, fs: float) -> np.ndarray:
+    """Sokolow-Lyon voltage (mV): S depth in V1 plus the taller R of V5 and V6, per ECG.
+
+    Robust extremes (0.5th and 99.5th percentiles) of the drift-free leads stand in for the
+    per-beat wave amplitudes.
+    """
+    leads = [LEADS.index(name) for name in ("V1", "V5", "V6")]
+    x = remove_baseline_drift(np.asarray(ecg[:, leads], dtype=float), fs)
+    s_v1 = -np.percentile(x[:, 0], 0.5, axis=-1)
+    r_v56 = np.percentile(x[:, 1:], 99.5, axis=-1).max(axis=1)
+    return s_v1 + r_v56
+
+
+def correlation_comparison(
+    table: pd.DataFrame, ecg: np.ndarray | None = None, fs: float | None = None
+) -> pd.DataFrame:
+    """Simulated Pearson r next to each published correlation."""
+    table = _with_lvmi(table)
+    if ecg is not None:
+        table = table.assign(sokolow_lyon=sokolow_lyon(ecg, fs))
+    rows = []
+    for a, b, r, source in PUBLISHED_CORRELATIONS:
+        if a in table and b in table:
+            rows.append(
+                {
+                    "pair": f"{a} ~ {b}",
+                    "simulated_r": table[a].corr(table[b]),
+                    "published_r": r,
+                    "source": source,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def modality_statement() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"modality": m, "can tell": can, "cannot tell": cannot}
+            for m, (can, cannot) in MODALITY_STATEMENT.items()
+        ]
+    )
+
+
+def example_subjects(table: pd.DataFrame) -> dict[str, int]:
+    """Rows of a small and a large heart (5th and 95th LVEDV percentiles among normal EF)."""
+    normal = table.index[table["LVEF"].between(50, 70)]
+    edv = table.loc[normal, "LVEDV"]
+    pick = lambda q: int((edv - edv.quantile(q)).abs().idxmin())  # noqa: E731
+    return {"small heart": pick(0.05), "large heart": pick(0.95)}
+
+
+def plot_examples(cohort, path: str | Path | None = None):
+    """Localizer slices, cine frames and three ECG leads of a small and a large heart."""
+    import matplotlib.pyplot as plt
+
+    rows = example_subjects(cohort.table)
+    fs = cohort.ecg_sampling_rate_hz
+    fig, axes = plt.subplots(
+        len(rows), 7, figsize=(20, 3.2 * len(rows)), gridspec_kw={"width_ratios": [1] * 6 + [3]}
+    )
+    for line, (label, row) in enumerate(rows.items()):
+        subject = cohort.table.iloc[row]
+        for s in range(3):
+            axes[line, s].imshow(cohort.array("localizer")[row, s], cmap="gray", vmin=0, vmax=1)
+            axes[line, s].set_title(f"localizer slice {s + 1}", fontsize=9)
+        for f, frame in enumerate(("ED", "ES", "mid")):
+            axes[line, 3 + f].imshow(cohort.array("cmr")[row, f], cmap="gray", vmin=0, vmax=1)
+            axes[line, 3 + f].set_title(f"cine {frame}", fontsize=9)
+        for a in axes[line, :6]:
+            a.set_xticks([])
+            a.set_yticks([])
+        axes[line, 0].set_ylabel(
+            f"{label}\nLVEDV {subject['LVEDV']:.0f} mL\nLVM {subject['LVM']:.0f} g\nLVEF {subject['LVEF']:.0f}%",
+            fontsize=9,
+        )
+        ecg = np.asarray(cohort.array("ecg")[row])
+        t = np.arange(ecg.shape[-1]) / fs
+        keep = t < 4.0
+        for k, lead in enumerate(("II", "V1", "V5")):
+            axes[line, 6].plot(t[keep], ecg[LEADS.index(lead), keep] - 2.0 * k, lw=0.8, label=lead)
+        axes[line, 6].set_title("ECG (raw, first 4 s; offsets 2 mV)", fontsize=9)
+        axes[line, 6].set_xlabel("s")
+        axes[line, 6].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_marginals(table: pd.DataFrame, path: str | Path | None = None):
+    """Histograms of the 18 CPs by sex."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 6, figsize=(18, 8))
+    for ax, cp in zip(axes.ravel(), CP_NAMES):
+        for sex, colour in (("female", "tab:red"), ("male", "tab:blue")):
+            ax.hist(table.loc[table["sex"] == sex, cp], bins=40, alpha=0.5, color=colour, label=sex)
+        ax.set_title(f"{cp} [{CP_UNITS[cp]}]", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_cp_correlations(table: pd.DataFrame, path: str | Path | None = None):
+    """Pearson correlation matrix of the 18 CPs."""
+    import matplotlib.pyplot as plt
+
+    corr = table[CP_NAMES].corr().to_numpy()
+    fig, ax = plt.subplots(figsize=(8, 7))
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(CP_NAMES)), CP_NAMES, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(CP_NAMES)), CP_NAMES, fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="Pearson r")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig

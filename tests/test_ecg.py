@@ -1,0 +1,73 @@
+"""ECG signal processing and the simulated ECG's lead identities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctrip.data.ecg import measure_intervals, remove_baseline_drift
+from ctrip.data.synth import SynthSizes, sample_population
+from ctrip.data.synth.ecg_model import simulate_ecg
+
+FS = 250.0
+
+
+def _ecgs(n=4, fs=FS):
+    population = sample_population(2, range(n))
+    return simulate_ecg(population, 2, fs, 10.0)
+
+
+def test_limb_lead_identities_exact():
+    ecg, _ = _ecgs()
+    i, ii = ecg[:, 0], ecg[:, 1]
+    assert np.array_equal(ecg[:, 2], ii - i)
+    assert np.array_equal(ecg[:, 3], -(i + ii) / np.float32(2))
+    assert np.array_equal(ecg[:, 4], i - ii / np.float32(2))
+    assert np.array_equal(ecg[:, 5], ii - i / np.float32(2))
+    assert ecg.dtype == np.float32 and np.isfinite(ecg).all()
+
+
+def test_baseline_removal_removes_wander_and_keeps_qrs():
+    t = np.arange(int(10 * FS)) / FS
+    qrs = np.zeros_like(t)
+    beats = np.arange(0.5, 10, 0.9)
+    for b in beats:
+        qrs += 1.2 * np.exp(-0.5 * ((t - b) / 0.012) ** 2)
+    wander = 0.4 * np.sin(2 * np.pi * 0.15 * t + 0.3) + 0.2 * np.sin(2 * np.pi * 0.05 * t)
+    cleaned = remove_baseline_drift(qrs + wander, FS)
+    peaks = np.round(beats * FS).astype(int)
+    inner = slice(int(FS), -int(FS))  # away from the filter's edges
+    assert np.abs(cleaned - qrs)[inner].max() < 0.12  # wander (0.6 mV) gone
+    assert np.allclose(cleaned[peaks[1:-1]], 1.2, atol=0.1)  # QRS height kept
+    assert abs(int(np.argmax(cleaned[peaks[3] - 10 : peaks[3] + 10])) - 10) <= 1  # no shift
+    batch = remove_baseline_drift(np.stack([qrs + wander] * 3).astype(np.float32), FS)
+    assert batch.dtype == np.float32 and batch.shape == (3, t.size)
+
+
+def test_simulated_wander_is_removed():
+    ecg, _ = _ecgs(n=2)
+    low = lambda x: np.abs(np.fft.rfft(x, axis=-1))[..., 1:5].mean()  # noqa: E731  (< 0.4 Hz)
+    assert low(remove_baseline_drift(ecg, FS)) < 0.1 * low(ecg)
+
+
+def test_measure_intervals_on_simulated_ecg():
+    ecg, params = _ecgs(n=3)
+    for k in range(3):
+        m = measure_intervals(ecg[k], FS)
+        assert abs(m["ventricular_rate"] - params["ecg_hr"][k]) < 5
+        assert abs(m["qrs_duration"] - params["ecg_qrs_dur"][k]) < 25
+        assert abs(m["qt_interval"] - params["ecg_qt"][k]) < 40
+
+
+def test_qrs_voltage_rises_with_lv_mass_and_falls_with_bmi():
+    population = sample_population(0, range(400))
+    ecg, params = simulate_ecg(
+        population, 0, SynthSizes.for_profile("smoke").ecg_sampling_rate_hz, 10.0
+    )
+    amp = params["ecg_qrs_amp"]
+    assert np.corrcoef(amp, population["bmi"])[0, 1] < -0.1
+    heavy, light = (
+        population["LVM"] > population["LVM"].quantile(0.9),
+        population["LVM"] < population["LVM"].quantile(0.1),
+    )
+    bmi_adj = amp * np.exp(0.02 * (population["bmi"] - 27.5))
+    assert bmi_adj[heavy].mean() > bmi_adj[light].mean()
