@@ -1,0 +1,306 @@
+"""MR images from DICOM series (pydicom), NIfTI (nibabel) and .npy arrays.
+
+Two shapes come out, whatever the format:
+- `SliceStack`: parallel 2D slices sorted along their normal, pixels (S, H, W) — a localizer;
+- `CineStack`: slices x frames, pixels (Z, T, H, W) — a short-axis cine.
+
+Slices are displayed the radiological way: rows run anterior to posterior, columns from the
+patient's right to left. DICOM stores transverse slices that way already; NIfTI volumes are
+reoriented to the closest canonical (RAS) axes and flipped to match, so a localizer exported
+to NIfTI gives the same input as its DICOM series. A cine NIfTI keeps its stored voxel order
+(slices on the third axis, frames on the fourth), as cine conversions usually write it.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctrip.io.errors import GeometryError, UnreadableFileError
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+IMAGE_SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, ".npy", ".zip", ".dcm")
+TRANSVERSE_MIN_COS = np.cos(
+    np.deg2rad(45.0)
+)  # oblique-transverse: normal within 45 deg of head-foot
+
+
+@dataclass
+class SliceStack:
+    """Parallel slices (S, H, W) sorted along their normal; spacing (row, col) in mm if known."""
+
+    pixels: np.ndarray
+    spacing: tuple[float, float] | None
+    positions: np.ndarray | None
+    source: str
+
+
+@dataclass
+class CineStack:
+    """A cine: (Z, T, H, W) slices x frames; spacing (row, col) in mm if known."""
+
+    pixels: np.ndarray
+    spacing: tuple[float, float] | None
+    source: str
+
+
+@dataclass
+class _DicomSlice:
+    name: str
+    pixels: np.ndarray
+    series: str
+    normal: np.ndarray | None
+    offset: float | None  # position along the normal, mm
+    spacing: tuple[float, float] | None
+    time: float  # trigger time (cine) or instance number
+
+
+def image_suffix(path: Path) -> str:
+    """The image format suffix of `path` ('.nii.gz' counts as one), '' for a folder."""
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return "" if path.is_dir() else path.suffix.lower()
+
+
+def _dicom_files(path: Path) -> list[tuple[str, object]]:
+    """(name, dataset) of every DICOM image in a file, a folder (recursively) or a zip archive."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    def read(name: str, source) -> object | None:
+        try:
+            ds = pydicom.dcmread(source)
+        except InvalidDicomError:
+            return None  # a non-DICOM file beside the images (UK Biobank zips hold a manifest)
+        except Exception as err:
+            raise UnreadableFileError(f"{name}: not a readable DICOM file ({err})") from err
+        return ds if "PixelData" in ds else None
+
+    found = []
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            if (ds := read(str(file), file)) is not None:
+                found.append((str(file), ds))
+    elif path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for member in sorted(archive.namelist()):
+                    if member.endswith("/"):
+                        continue
+                    name = f"{path}:{member}"
+                    if (ds := read(name, io.BytesIO(archive.read(member)))) is not None:
+                        found.append((name, ds))
+        except zipfile.BadZipFile as err:
+            raise UnreadableFileError(f"{path}: not a readable zip archive ({err})") from err
+    else:
+        if not path.exists():
+            raise UnreadableFileError(f"{path}: no such file")
+        ds = read(str(path), path)
+        if ds is None:
+            raise UnreadableFileError(f"{path}: not a DICOM image")
+        found.append((str(path), ds))
+    if not found:
+        raise UnreadableFileError(f"{path}: no DICOM image found")
+    return found
+
+
+def _dicom_slice(name: str, ds) -> _DicomSlice:
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise UnreadableFileError(
+            f"{name}: multi-frame DICOM is not supported; export single frames"
+        )
+    try:
+        pixels = ds.pixel_array.astype(np.float32)
+    except Exception as err:
+        raise UnreadableFileError(f"{name}: the pixel data cannot be decoded ({err})") from err
+    if pixels.ndim != 2:
+        raise GeometryError(f"{name}: pixel data of shape {pixels.shape} is not a grey-level image")
+    pixels = pixels * float(ds.get("RescaleSlope", 1) or 1) + float(
+        ds.get("RescaleIntercept", 0) or 0
+    )
+    normal = offset = spacing = None
+    if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
+        orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        normal /= np.linalg.norm(normal)
+        offset = float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)))
+    if "PixelSpacing" in ds:
+        spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+    time = ds.get("TriggerTime")
+    time = float(time) if time not in (None, "") else float(ds.get("InstanceNumber", 0) or 0)
+    return _DicomSlice(
+        name, pixels, str(ds.get("SeriesInstanceUID", "")), normal, offset, spacing, time
+    )
+
+
+def plane_name(normal: np.ndarray) -> str:
+    return ("sagittal", "coronal", "transverse")[int(np.argmax(np.abs(normal)))]
+
+
+def _same_shape(slices: list[_DicomSlice], what: str, source: Path) -> None:
+    shapes = {s.pixels.shape for s in slices}
+    if len(shapes) > 1:
+        raise GeometryError(f"{source}: the {what} slices have different sizes {sorted(shapes)}")
+
+
+def read_dicom_localizer(path: str | Path) -> SliceStack:
+    """The transverse slices of a DICOM localizer (folder, zip or file), sorted head to foot.
+
+    A scout exam mixes planes (tri-planar localizers beside a transverse stack); slices are
+    grouped by series and orientation, and the transverse group with most slices is kept.
+    """
+    path = Path(path)
+    slices = [_dicom_slice(name, ds) for name, ds in _dicom_files(path)]
+    if all(s.normal is None for s in slices):  # no geometry: trust the instance order
+        slices.sort(key=lambda s: s.time)
+        _same_shape(slices, "localizer", path)
+        return SliceStack(np.stack([s.pixels for s in slices]), slices[0].spacing, None, str(path))
+    groups: dict[tuple, list[_DicomSlice]] = defaultdict(list)
+    planes = set()
+    for s in slices:
+        if s.normal is None:
+            continue
+        planes.add(plane_name(s.normal))
+        if abs(s.normal[2]) >= TRANSVERSE_MIN_COS:
+            groups[(s.series, *np.round(s.normal, 2))].append(s)
+    if not groups:
+        raise GeometryError(
+            f"{path}: no transverse slice (the images are {', '.join(sorted(planes))})"
+        )
+    group = max(groups.values(), key=len)
+    group.sort(key=lambda s: s.offset)
+    _same_shape(group, "transverse localizer", path)
+    offsets = np.array([s.offset for s in group])
+    if len(group) > 1 and np.min(np.diff(offsets)) < 1e-3:
+        raise GeometryError(f"{path}: two transverse slices lie at the same position")
+    # DICOM patient z points to the head: descending height runs head to foot.
+    order = np.argsort(-offsets * np.sign(group[0].normal[2]), kind="stable")
+    return SliceStack(
+        pixels=np.stack([group[i].pixels for i in order]),
+        spacing=group[0].spacing,
+        positions=offsets[order],
+        source=str(path),
+    )
+
+
+def read_dicom_cine(path: str | Path) -> CineStack:
+    """A DICOM cine (folder or zip; one series per slice or one for all), as (Z, T, H, W).
+
+    Frames are grouped by slice position along the normal and ordered by trigger time; slices
+    are ordered by position. Every slice must have the same number of frames and size.
+    """
+    path = Path(path)
+    slices = [_dicom_slice(name, ds) for name, ds in _dicom_files(path)]
+    if any(s.offset is None for s in slices):
+        raise GeometryError(f"{path}: cine images without ImagePositionPatient/Orientation")
+    by_position: dict[float, list[_DicomSlice]] = defaultdict(list)
+    for s in slices:
+        by_position[round(s.offset, 1)].append(s)
+    counts = {len(frames) for frames in by_position.values()}
+    if len(counts) > 1:
+        raise GeometryError(f"{path}: the cine slices have different frame counts {sorted(counts)}")
+    _same_shape(slices, "cine", path)
+    stack = [
+        np.stack([f.pixels for f in sorted(by_position[p], key=lambda f: f.time)])
+        for p in sorted(by_position)
+    ]
+    return CineStack(np.stack(stack), slices[0].spacing, str(path))
+
+
+def _load_nifti(path: Path):
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as err:
+        raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
+    return image, data
+
+
+def read_nifti_localizer(path: str | Path) -> SliceStack:
+    """A 3D NIfTI localizer as transverse slices (S, H, W), head to foot, radiological view."""
+    import nibabel as nib
+
+    path = Path(path)
+    image, _ = _load_nifti(path)
+    codes = nib.aff2axcodes(image.affine)
+    if len([d for d in image.shape if d != 1]) != 3:
+        raise GeometryError(f"{path}: a localizer must be a 3D volume, this one is {image.shape}")
+    if codes[2] not in ("S", "I"):
+        raise GeometryError(
+            f"{path}: the slices are not transverse (voxel axes {''.join(codes)}; the third "
+            "axis must run head-foot)"
+        )
+    canonical = nib.as_closest_canonical(image)  # voxel axes point Right, Anterior, Superior
+    data = np.squeeze(np.asarray(canonical.dataobj, dtype=np.float32))
+    zooms = canonical.header.get_zooms()
+    # canonical voxel (x, y, z) -> row goes posterior, column goes to the patient's left,
+    # slices run head to foot.
+    pixels = np.ascontiguousarray(data[::-1, ::-1, ::-1].transpose(2, 1, 0))
+    z_index = np.arange(data.shape[2])[::-1]
+    positions = canonical.affine[2, 2] * z_index + canonical.affine[2, 3]
+    return SliceStack(pixels, (float(zooms[1]), float(zooms[0])), positions, str(path))
+
+
+def read_nifti_cine(path: str | Path) -> CineStack:
+    """A 4D NIfTI cine (X, Y, Z, T) as (Z, T, H, W) with rows along Y."""
+    path = Path(path)
+    image, data = _load_nifti(path)
+    if data.ndim != 4:
+        raise GeometryError(
+            f"{path}: a cine must be a 4D volume (X, Y, Z, T), this one is {data.shape}"
+        )
+    zooms = image.header.get_zooms()
+    return CineStack(
+        np.ascontiguousarray(data.transpose(2, 3, 1, 0)),
+        (float(zooms[1]), float(zooms[0])),
+        str(path),
+    )
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as err:
+        raise UnreadableFileError(f"{path}: not a readable .npy array ({err})") from err
+
+
+def read_localizer(path: str | Path) -> SliceStack:
+    """A localizer from a DICOM folder/zip/file, a NIfTI volume, or an (S, H, W) .npy array."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        return read_nifti_localizer(path)
+    if suffix == ".npy":
+        pixels = _load_npy(path)
+        if pixels.ndim != 3:
+            raise GeometryError(
+                f"{path}: a localizer array must be (slices, H, W), not {pixels.shape}"
+            )
+        return SliceStack(pixels, None, None, str(path))
+    return read_dicom_localizer(path)
+
+
+def read_cine(path: str | Path) -> CineStack:
+    """A cine from DICOM (folder/zip), a 4D NIfTI, or a (Z, T, H, W) / (T, H, W) .npy array."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        return read_nifti_cine(path)
+    if suffix == ".npy":
+        pixels = _load_npy(path)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        if pixels.ndim != 4:
+            raise GeometryError(
+                f"{path}: a cine array must be (Z, T, H, W) or (T, H, W), not {pixels.shape}"
+            )
+        return CineStack(pixels, None, str(path))
+    return read_dicom_cine(path)

@@ -1,0 +1,383 @@
+"""The import engine shared by the UK Biobank and the generic importers.
+
+An importer lists its subjects (`SubjectFiles`: the files of each modality, or why one is
+missing) and their table rows; `run_import` turns each subject into model input in a work
+folder, then assembles the cohort. The work folder makes long imports resumable:
+
+    <out>.work/settings.json          the preprocessing settings (a re-run must use the same)
+    <out>.work/subjects/<id>.npz      one subject's arrays, written atomically
+    <out>.work/subjects/<id>.json     its state: imported, or dropped with the reason
+    <out>.work/import_report.{json,txt}
+
+A re-run skips every subject with a state file (dropped ones too, unless `retry_dropped`),
+so an interrupted import continues where it stopped. Every subject that is not imported is
+listed in the report with one of `DROP_REASONS` and the detail (file, field); the report is
+also copied into the finished cohort folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ctrip.data.cohort import CohortError, CohortWriter
+from ctrip.data.schema import ARRAY_MODALITIES, CP_NAMES, LEADS
+from ctrip.io.ecg import prepare_ecg, read_ecg
+from ctrip.io.errors import GeometryError, UnreadableFileError
+from ctrip.io.images import read_cine, read_localizer
+from ctrip.io.preprocess import DEFAULT_CROP_MM, HeartBox, cine_input, localizer_input
+
+DROP_REASONS: tuple[str, ...] = (
+    "missing modality",  # no file for a requested modality
+    "unreadable file",  # a file that cannot be read as its format
+    "wrong geometry",  # readable, but too few slices, missing leads, too short, ...
+    "missing targets",  # one of the 18 CPs is missing
+    "missing field",  # a required table field (sex) is missing or invalid
+    "not in table",  # data files for a subject the table does not list
+)
+REPORT = "import_report"
+
+
+class SubjectDropped(Exception):
+    """A subject that cannot be imported; `reason` is one of `DROP_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in DROP_REASONS, reason
+        self.reason, self.detail = reason, detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """What every imported subject must hold and how its files become arrays."""
+
+    modalities: tuple[str, ...] = ("localizer", "ecg")
+    image_size: int = 224
+    ecg_sampling_rate_hz: float = 500.0
+    ecg_seconds: float = 10.0
+    crop_mm: float = DEFAULT_CROP_MM
+    lv_label: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.modalities if m not in ARRAY_MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities {unknown or '[]'}: choose from {list(ARRAY_MODALITIES)}")
+
+    def shape(self, modality: str) -> tuple[int, ...]:
+        if modality == "ecg":
+            return (len(LEADS), round(self.ecg_sampling_rate_hz * self.ecg_seconds))
+        return (3, self.image_size, self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "modalities": list(self.modalities)}
+
+
+@dataclass
+class SubjectFiles:
+    """One subject's input files by modality; `missing[m]` says why modality m has no file."""
+
+    id: str
+    files: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, Path] = field(default_factory=dict)
+    boxes: dict[str, HeartBox] = field(default_factory=dict)
+    cmr_frames: tuple[int, int] | None = None
+
+
+def prepare_subject(subject: SubjectFiles, settings: ImportSettings) -> dict[str, np.ndarray]:
+    """The model inputs of one subject, or `SubjectDropped` with the reason."""
+    for modality in settings.modalities:
+        if modality not in subject.files:
+            detail = subject.missing.get(modality, "no file")
+            raise SubjectDropped("missing modality", f"{modality}: {detail}")
+    arrays = {}
+    try:
+        if "localizer" in settings.modalities:
+            stack = read_localizer(subject.files["localizer"])
+            mask = subject.masks.get("localizer")
+            arrays["localizer"] = localizer_input(
+                stack,
+                settings.image_size,
+                mask=read_localizer(mask).pixels if mask else None,
+                box=subject.boxes.get("localizer"),
+                crop_mm=settings.crop_mm,
+            )
+        if "cmr" in settings.modalities:
+            cine = read_cine(subject.files["cmr"])
+            mask = subject.masks.get("cmr")
+            mask_pixels = read_cine(mask).pixels if mask else None
+            if mask_pixels is not None and mask_pixels.shape[0] == 1:
+                mask_pixels = mask_pixels[0]  # a mask of the mid slice only: (T, H, W)
+            arrays["cmr"] = cine_input(
+                cine,
+                settings.image_size,
+                mask=mask_pixels,
+                frames=subject.cmr_frames,
+                box=subject.boxes.get("cmr"),
+                crop_mm=settings.crop_mm,
+                lv_label=settings.lv_label,
+            )
+        if "ecg" in settings.modalities:
+            record = read_ecg(subject.files["ecg"])
+            arrays["ecg"] = prepare_ecg(record, settings.ecg_sampling_rate_hz, settings.ecg_seconds)
+    except UnreadableFileError as err:
+        raise SubjectDropped("unreadable file", str(err)) from err
+    except GeometryError as err:
+        raise SubjectDropped("wrong geometry", str(err)) from err
+    return arrays
+
+
+def _write_atomically(path: Path, write) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        write(handle)
+    os.replace(partial, path)
+
+
+def process_subject(subject: SubjectFiles, settings: ImportSettings, state_dir: Path) -> dict:
+    """Prepare one subject into `state_dir` (arrays, then state) and return its state."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            arrays = prepare_subject(subject, settings)
+            _write_atomically(state_dir / f"{subject.id}.npz", lambda h: np.savez(h, **arrays))
+            state = {"id": subject.id, "status": "imported"}
+        except SubjectDropped as drop:
+            state = {
+                "id": subject.id,
+                "status": "dropped",
+                "reason": drop.reason,
+                "detail": drop.detail,
+            }
+    state["warnings"] = [str(w.message) for w in caught]
+    _write_atomically(
+        state_dir / f"{subject.id}.json", lambda h: h.write(json.dumps(state).encode())
+    )
+    return state
+
+
+@dataclass
+class ImportReport:
+    """Who was imported, who was dropped and why, and per-subject warnings (default crops)."""
+
+    imported: list[str]
+    dropped: list[dict[str, str]]
+    warnings: dict[str, list[str]]
+    cohort: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(d["reason"] for d in self.dropped))
+
+    def summary(self) -> str:
+        lines = [f"imported {len(self.imported)} subject(s); dropped {len(self.dropped)}"]
+        lines += [f"  {reason}: {n}" for reason, n in sorted(self.counts().items())]
+        if self.warnings:
+            lines.append(
+                f"  {len(self.warnings)} imported subject(s) with warnings (e.g. centred crops)"
+            )
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        lines = [self.summary(), ""]
+        if self.cohort:
+            lines.insert(0, f"cohort: {self.cohort}")
+        if self.dropped:
+            lines.append("dropped subjects (id, reason, detail):")
+            lines += [f"  {d['id']}\t{d['reason']}\t{d['detail']}" for d in self.dropped]
+        if self.warnings:
+            lines.append("warnings:")
+            lines += [f"  {sid}\t{msg}" for sid, msgs in self.warnings.items() for msg in msgs]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: str | Path) -> Path:
+        """Write import_report.json and import_report.txt into `folder`; returns the .txt."""
+        folder = Path(folder)
+        (folder / f"{REPORT}.json").write_text(json.dumps(asdict(self), indent=1))
+        (folder / f"{REPORT}.txt").write_text(self.text())
+        return folder / f"{REPORT}.txt"
+
+
+def tabular_variants(numerical: list[str], categorical: dict[str, list[str]]) -> dict[str, Any]:
+    """Variant T (the given features) and the deliberate leak Tp (T plus the 18 CPs)."""
+    return {
+        "T": {"numerical": list(numerical), "categorical": categorical},
+        "Tp": {"numerical": [*numerical, *CP_NAMES], "categorical": categorical, "leaking": True},
+    }
+
+
+def _check_settings(work: Path, settings: ImportSettings) -> None:
+    saved = work / "settings.json"
+    current = settings.to_dict()
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if previous != current:
+            changed = sorted(k for k in current if previous.get(k) != current[k])
+            raise ValueError(
+                f"{work}: this work folder was made with other settings ({', '.join(changed)}); "
+                "pass --restart to start afresh, or choose another --work folder"
+            )
+    else:
+        saved.write_text(json.dumps(current, indent=1))
+
+
+def run_import(
+    out_dir: str | Path,
+    table: pd.DataFrame,
+    subjects: list[SubjectFiles],
+    settings: ImportSettings,
+    *,
+    source: str,
+    provenance: dict[str, Any],
+    variants: dict[str, Any],
+    tabular_field_ids: dict[str, int] | None = None,
+    early_drops: list[dict[str, str]] | None = None,
+    work_dir: str | Path | None = None,
+    workers: int = 1,
+    retry_dropped: bool = False,
+    restart: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    split_seed: int = 0,
+) -> ImportReport:
+    """Prepare every subject (resumably, in a work folder), write the cohort and the report.
+
+    `table` holds one row per subject of `subjects` (id, sex, age, height, weight, ..., CPs);
+    `early_drops` are subjects the importer already rejected ({id, reason, detail}).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    work = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
+    if restart and work.exists():
+        shutil.rmtree(work)
+    state_dir = work / "subjects"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(work, settings)
+
+    states: dict[str, dict] = {}
+    pending = []
+    for subject in subjects:
+        state_file = state_dir / f"{subject.id}.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            if state["status"] == "imported" or not retry_dropped:
+                states[subject.id] = state
+                continue
+        pending.append(subject)
+    bar = tqdm(
+        total=len(subjects), initial=len(subjects) - len(pending), desc="import", unit="subject",
+        disable=not progress,
+    )  # fmt: skip
+    try:
+        if workers <= 1:
+            for subject in pending:
+                states[subject.id] = process_subject(subject, settings, state_dir)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {
+                    pool.submit(process_subject, s, settings, state_dir): s.id for s in pending
+                }
+                for future in as_completed(futures):
+                    states[futures[future]] = future.result()
+                    bar.update()
+    finally:
+        bar.close()
+
+    imported = [s.id for s in subjects if states[s.id]["status"] == "imported"]
+    dropped = list(early_drops or []) + [
+        {"id": s.id, "reason": states[s.id]["reason"], "detail": states[s.id]["detail"]}
+        for s in subjects
+        if states[s.id]["status"] == "dropped"
+    ]
+    report = ImportReport(
+        imported=imported,
+        dropped=dropped,
+        warnings={s: states[s]["warnings"] for s in imported if states[s]["warnings"]},
+    )
+    if not imported:
+        report_file = report.write(work)
+        counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.counts().items()))
+        raise CohortError(
+            f"no subject could be imported (dropped {len(dropped)}; {counts}); see {report_file}"
+        )
+
+    writer = CohortWriter(out_dir, len(imported), overwrite=overwrite)
+    targets = {m: writer.array(m, settings.shape(m)) for m in settings.modalities}
+    for row, subject_id in enumerate(tqdm(imported, desc="assemble", disable=not progress)):
+        with np.load(state_dir / f"{subject_id}.npz") as arrays:
+            for modality, target in targets.items():
+                target[row] = arrays[modality]
+    rows = table.assign(id=table["id"].astype(str)).set_index("id").loc[imported].reset_index()
+    provenance = {
+        **provenance,
+        "preprocessing": settings.to_dict(),
+        "imported": len(imported),
+        "dropped": report.counts(),
+        "subjects_with_warnings": len(report.warnings),  # e.g. a centred crop: no mask or box
+        "split_seed": split_seed,
+    }
+    writer.finish(
+        rows,
+        source=source,
+        provenance=provenance,
+        tabular_variants=variants,
+        ecg_sampling_rate_hz=settings.ecg_sampling_rate_hz if "ecg" in targets else None,
+        tabular_field_ids=tabular_field_ids,
+        split_seed=split_seed,
+    )
+    report.cohort = str(out_dir)
+    report.write(work)
+    report.write(out_dir)
+    return report
+
+
+def find_input(
+    folder: Path, stem: str, suffixes: tuple[str, ...], folders: bool = True
+) -> Path | None:
+    """`folder/stem` as a folder (if `folders`) or `folder/stem<suffix>` for the first suffix found."""
+    if folders and (folder / stem).is_dir():
+        return folder / stem
+    for suffix in suffixes:
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
+def read_boxes(path: str | Path) -> dict[str, HeartBox]:
+    """Heart boxes by subject from a CSV with columns id, r0, c0, r1, c1 and optionally slice."""
+    frame = pd.read_csv(path, dtype={"id": str})
+    missing = [c for c in ("id", "r0", "c0", "r1", "c1") if c not in frame.columns]
+    if missing:
+        raise CohortError(f"heart-box table lacks columns {missing}", file=path)
+    boxes = {}
+    for row in frame.itertuples(index=False):
+        slice_index = getattr(row, "slice", None)
+        text = ",".join(str(int(v)) for v in (row.r0, row.c0, row.r1, row.c1))
+        if slice_index is not None and pd.notna(slice_index):
+            text += f",{int(slice_index)}"
+        try:
+            boxes[str(row.id)] = HeartBox.parse(text)
+        except ValueError as err:
+            raise CohortError(str(err), file=path, subject=str(row.id)) from err
+    return boxes
+
+
+def read_cmr_frames(path: str | Path) -> dict[str, tuple[int, int]]:
+    """End-diastole and end-systole frame indices by subject from a CSV: id, ed, es."""
+    frame = pd.read_csv(path, dtype={"id": str})
+    missing = [c for c in ("id", "ed", "es") if c not in frame.columns]
+    if missing:
+        raise CohortError(f"cine frame table lacks columns {missing}", file=path)
+    return {str(r.id): (int(r.ed), int(r.es)) for r in frame.itertuples(index=False)}

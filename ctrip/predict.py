@@ -1,0 +1,282 @@
+"""`ctrip predict`: the 18 cardiac phenotypes of new subjects from their localizer images.
+
+    ctrip predict --checkpoint runs/stage3-localizer.pt --localizer subject01/localizer/
+    ctrip predict --checkpoint C --localizer subjects/ --out cps.csv      # one subject per entry
+
+PATH is a DICOM series (folder, zip or file), a NIfTI volume, or a .npy array of slices
+(S, H, W); a folder holding several of those (sub-folders or files) is a batch, one subject per
+entry, named after it. The images go through the importer's preprocessing (three consecutive
+transverse slices, heart crop, normalization, resizing to the checkpoint's input size), with
+the crop size the training cohort was imported with when its manifest is at hand.
+`--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
+
+The CPs are printed and, with --out, written as CSV (id, phenotype, value, unit; one row per
+subject and phenotype) or JSON. Checkpoints load with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.io.preprocess import DEFAULT_CROP_MM, HeartBox
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", required=True, help="a Stage III localizer checkpoint (.pt)"
+    )
+    parser.add_argument(
+        "--localizer", required=True,
+        help="DICOM folder/zip/file, NIfTI file or .npy array; a folder of these for a batch",
+    )  # fmt: skip
+    parser.add_argument("--out", help="write the CPs to FILE.csv or FILE.json")
+    parser.add_argument(
+        "--mask", help="heart mask of a single subject (.nii.gz or .npy, localizer shape)"
+    )
+    parser.add_argument(
+        "--heart-box", help="heart box r0,c0,r1,c1[,slice] in slice pixels (single subject)"
+    )
+    parser.add_argument(
+        "--crop-mm", type=float,
+        help="side of the centred crop without mask or box (default: the training cohort's, "
+        f"else {DEFAULT_CROP_MM:g} mm)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--preprocessed", action="store_true",
+        help="the .npy arrays are already model input: (3, H, W) or (N, 3, H, W) in [0, 1]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="in a batch, report and skip bad subjects"
+    )
+    parser.set_defaults(func=run)
+
+
+def load_localizer_regressor(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The regressor of a Stage III localizer checkpoint and its raw dict; clear errors otherwise."""
+    import pickle
+
+    import torch
+
+    from ctrip.stages.train import load_regressor
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    if kind != "stage3":
+        what = f"a {kind} checkpoint" if kind else "not a C-TRIP checkpoint"
+        raise ValueError(
+            f"{path}: {what}; predict needs a Stage III (fine-tuned) localizer checkpoint"
+        )
+    if ckpt.get("modality") != "localizer":
+        raise ValueError(
+            f"{path}: a Stage III checkpoint of the {ckpt.get('modality')} model; predict needs "
+            "the localizer model"
+        )
+    return load_regressor(path), ckpt
+
+
+def training_crop_mm(ckpt: dict[str, Any]) -> float:
+    """The crop size the checkpoint's training cohort was imported with, else the default."""
+    import yaml
+
+    manifest = Path(str(ckpt.get("cohort", ""))) / "manifest.yaml"
+    if manifest.is_file():
+        provenance = (yaml.safe_load(manifest.read_text()) or {}).get("provenance") or {}
+        crop = (provenance.get("preprocessing") or {}).get("crop_mm")
+        if crop:
+            return float(crop)
+    return DEFAULT_CROP_MM
+
+
+def find_subjects(path: str | Path) -> list[tuple[str, Path]]:
+    """(id, path) of each subject: PATH itself, or each entry of a batch folder."""
+    from ctrip.io.images import IMAGE_SUFFIXES, image_suffix
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        return [(path.name.split(".")[0], path)]
+    entries = sorted(path.iterdir())
+    if any(
+        e.is_file() and image_suffix(e) in ("", ".dcm") and e.name != "DICOMDIR" for e in entries
+    ):
+        return [(path.name, path)]  # files directly inside: a DICOM series of one subject
+    subjects = [
+        (e.name.split(".")[0], e)
+        for e in entries
+        if e.is_dir() or image_suffix(e) in IMAGE_SUFFIXES
+    ]
+    if not subjects:
+        raise ValueError(f"{path}: no localizer found (DICOM, NIfTI or .npy)")
+    return subjects
+
+
+def prepare_inputs(
+    subjects: list[tuple[str, Path]],
+    input_shape: tuple[int, ...],
+    *,
+    preprocessed: bool = False,
+    mask: str | Path | None = None,
+    box: HeartBox | None = None,
+    crop_mm: float = DEFAULT_CROP_MM,
+    skip_bad: bool = False,
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Model inputs (N, 3, H, W) for the subjects, their ids, and the problems of skipped ones."""
+    from ctrip.io.errors import GeometryError, UnreadableFileError
+    from ctrip.io.images import read_localizer
+    from ctrip.io.preprocess import localizer_input
+
+    if len(subjects) > 1 and (mask or box):
+        raise ValueError("--mask and --heart-box describe one subject; give a single localizer")
+    size = input_shape[-1]
+    if len(input_shape) != 3 or input_shape[0] != 3 or input_shape[1] != input_shape[2]:
+        raise ValueError(
+            f"the checkpoint expects input {input_shape}, not a (3, H, H) localizer stack"
+        )
+    ids, inputs, problems = [], [], []
+    for subject_id, path in subjects:
+        try:
+            if preprocessed:
+                array = _load_preprocessed(path, input_shape)
+                names = (
+                    [subject_id]
+                    if array.shape[0] == 1
+                    else [f"{subject_id}_{i}" for i in range(len(array))]
+                )
+            else:
+                stack = read_localizer(path)
+                mask_pixels = read_localizer(mask).pixels if mask else None
+                array = localizer_input(stack, size, mask=mask_pixels, box=box, crop_mm=crop_mm)[
+                    None
+                ]
+                names = [subject_id]
+        except (UnreadableFileError, GeometryError) as err:
+            if not skip_bad or len(subjects) == 1:
+                raise
+            problems.append(f"{subject_id}: {err}")
+            continue
+        ids += names
+        inputs.append(array)
+    if not inputs:
+        raise ValueError("no subject could be read:\n  " + "\n  ".join(problems))
+    return ids, np.concatenate(inputs).astype(np.float32), problems
+
+
+def _load_preprocessed(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    from ctrip.io.errors import GeometryError, UnreadableFileError
+
+    if path.suffix.lower() != ".npy":
+        raise UnreadableFileError(f"{path}: --preprocessed takes .npy arrays")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UnreadableFileError(f"{path}: not a readable .npy array ({err})") from err
+    array = array[None] if array.ndim == 3 else array
+    if array.ndim != 4 or tuple(array.shape[1:]) != tuple(input_shape):
+        raise GeometryError(
+            f"{path}: shape {list(np.shape(array))}; the checkpoint takes (3, H, W) = {list(input_shape)} "
+            "or a batch (N, 3, H, W)"
+        )
+    if not np.isfinite(array).all():
+        raise GeometryError(f"{path}: the array holds NaN or inf")
+    return array
+
+
+def predict_localizers(regressor: Any, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """CPs (N, 18) in CP units for model inputs (N, 3, H, W)."""
+    import torch
+
+    out = [
+        np.asarray(regressor.predict_cps(torch.from_numpy(inputs[i : i + batch_size])))
+        for i in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def cps_table(ids: list[str], cps: np.ndarray) -> pd.DataFrame:
+    """Long table: id, phenotype, value, unit."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "id": np.repeat(ids, len(CP_NAMES)),
+            "phenotype": CP_NAMES * len(ids),
+            "value": cps.reshape(-1),
+            "unit": [CP_UNITS[cp] for cp in CP_NAMES] * len(ids),
+        }
+    )
+
+
+def write_cps(path: str | Path, ids: list[str], cps: np.ndarray, checkpoint: str | Path) -> Path:
+    """CSV (long table) or JSON ({checkpoint, units, subjects: [{id, cps: {name: value}}]})."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        cps_table(ids, cps).to_csv(path, index=False)
+    elif suffix == ".json":
+        document = {
+            "checkpoint": str(checkpoint),
+            "units": {cp: CP_UNITS[cp] for cp in CP_NAMES},
+            "subjects": [
+                {"id": sid, "cps": {cp: float(v) for cp, v in zip(CP_NAMES, row)}}
+                for sid, row in zip(ids, cps)
+            ],
+        }
+        path.write_text(json.dumps(document, indent=1))
+    else:
+        raise ValueError(f"{path}: --out must end in .csv or .json")
+    return path
+
+
+def format_cps(ids: list[str], cps: np.ndarray) -> str:
+    """A text table: one row per phenotype, one column per subject."""
+    width = max(10, *(len(s) for s in ids))
+    header = f"{'phenotype':<10} {'unit':<6} " + " ".join(f"{s:>{width}}" for s in ids)
+    rows = [
+        f"{cp:<10} {CP_UNITS[cp]:<6} " + " ".join(f"{v:>{width}.2f}" for v in cps[:, j])
+        for j, cp in enumerate(CP_NAMES)
+    ]
+    return "\n".join([header, *rows])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{args.out}: --out must end in .csv or .json")
+    regressor, ckpt = load_localizer_regressor(args.checkpoint)
+    crop_mm = args.crop_mm if args.crop_mm is not None else training_crop_mm(ckpt)
+    subjects = find_subjects(args.localizer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, inputs, problems = prepare_inputs(
+            subjects, tuple(regressor.input_shape), preprocessed=args.preprocessed,
+            mask=args.mask, box=HeartBox.parse(args.heart_box) if args.heart_box else None,
+            crop_mm=crop_mm, skip_bad=args.skip_bad,
+        )  # fmt: skip
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    cps = predict_localizers(regressor, inputs)
+    if not np.isfinite(cps).all():
+        raise ValueError(f"{args.checkpoint}: the model returned non-finite values")
+    print(format_cps(ids, cps))
+    if args.out:
+        print(f"written to {write_cps(args.out, ids, cps, args.checkpoint)}")
+    return 2 if problems else 0
