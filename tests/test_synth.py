@@ -72,15 +72,15 @@ def test_published_correlations(population):
 
 
 def test_deterministic_and_chunk_independent():
-    whole, arrays, lat = generate_subjects(9, range(6), SMOKE)
-    parts = [generate_subjects(9, r, SMOKE) for r in (range(0, 2), range(2, 6))]
+    whole, arrays, lat = generate_subjects(9, range(40), SMOKE)  # crosses a render block (32)
+    parts = [generate_subjects(9, r, SMOKE) for r in (range(0, 2), range(2, 7), range(7, 40))]
     pd.testing.assert_frame_equal(whole, pd.concat([p[0] for p in parts], ignore_index=True))
     pd.testing.assert_frame_equal(lat, pd.concat([p[2] for p in parts], ignore_index=True))
     for name, values in arrays.items():
         assert np.array_equal(values, np.concatenate([p[1][name] for p in parts]))
-    again = generate_subjects(9, range(6), SMOKE)
+    again = generate_subjects(9, range(40), SMOKE)
     assert all(np.array_equal(arrays[k], again[1][k]) for k in arrays)
-    other = generate_subjects(10, range(6), SMOKE)
+    other = generate_subjects(10, range(40), SMOKE)
     assert not np.array_equal(arrays["ecg"], other[1]["ecg"])
 
 

@@ -8,6 +8,8 @@ beats, average them into a median beat, and delineate the waves on its spatial v
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from scipy import signal
@@ -59,6 +61,32 @@ def detect_beats(ecg: np.ndarray, fs: float, qrs_band: np.ndarray | None = None)
     return candidates[energy[candidates] > 0.3 * typical]
 
 
+@lru_cache(maxsize=8)
+def _upsampling_filter(up: int) -> np.ndarray:
+    """`signal.resample_poly`'s own anti-imaging filter for 1:up, designed once (Kaiser, beta 5)."""
+    return signal.firwin(20 * up + 1, 1.0 / up, window=("kaiser", 5.0))
+
+
+def _bridged_end(above: np.ndarray, start: int, stop: int, max_step: int) -> int:
+    """Walking from `start` toward `stop` (exclusive), the last `above` sample reached by steps of
+    at most `max_step` samples between `above` samples; `start` itself counts as above."""
+    step = 1 if stop >= start else -1
+    hits = np.flatnonzero(above[start:stop:step])
+    hits = np.concatenate([[0], hits[hits > 0]])
+    jumps = np.flatnonzero(np.diff(hits) > max_step)
+    return start + step * int(hits[jumps[0]] if len(jumps) else hits[-1])
+
+
+def _median_beat(beats: np.ndarray) -> np.ndarray:
+    """np.median(beats, axis=0) of (k, leads, L) beats, equal to it but ~3x faster: one row per
+    sample, sorted in place (numpy's median partitions thousands of short strided rows)."""
+    k = len(beats)
+    rows = np.ascontiguousarray(beats.reshape(k, -1).T)
+    rows.sort(axis=-1)
+    mid = rows[:, k // 2] if k % 2 else (rows[:, k // 2 - 1] + rows[:, k // 2]) / 2
+    return mid.reshape(beats.shape[1:])
+
+
 def _first_below(curve: np.ndarray, start: int, stop: int, level: float) -> int | None:
     """First index from `start` toward `stop` (either direction) where curve < level, or None."""
     step = 1 if stop >= start else -1
@@ -86,12 +114,13 @@ def measure_intervals(
     keep = beats[(beats >= before) & (beats + after <= x.shape[-1])]
     if len(keep) < 2:
         return out
-    median = np.median(np.stack([x[:, b - before : b + after] for b in keep]), axis=0)
+    median = _median_beat(np.stack([x[:, b - before : b + after] for b in keep]))
     # Delineate at >= 500 Hz: the median beat is band-limited, so upsampling it recovers
     # sub-sample timing at low sampling rates.
     up = max(1, int(np.ceil(500.0 / fs)))
     if up > 1:
-        median, fs, before = signal.resample_poly(median, up, 1, axis=-1), fs * up, before * up
+        median = signal.resample_poly(median, up, 1, axis=-1, window=_upsampling_filter(up))
+        fs, before = fs * up, before * up
     velocity = np.sqrt((np.gradient(median, axis=-1) ** 2).sum(axis=0)) * fs  # mV/s
     search = slice(before - int(0.06 * fs), before + int(0.06 * fs))
     fid = search.start + int(np.argmax(velocity[search]))
@@ -100,17 +129,8 @@ def measure_intervals(
     # end the complex (so a large P or T wave is not swallowed).
     above = velocity > 0.1 * velocity[fid]
     gap = int(0.02 * fs)
-    onset = offset = fid
-    for i in range(fid, max(0, fid - int(0.12 * fs)), -1):
-        if above[i]:
-            onset = i
-        elif onset - i > gap:
-            break
-    for i in range(fid, min(len(velocity), fid + int(0.15 * fs))):
-        if above[i]:
-            offset = i + 1
-        elif i - offset > gap:
-            break
+    onset = _bridged_end(above, fid, max(0, fid - int(0.12 * fs)), gap + 1)
+    offset = _bridged_end(above, fid, min(len(velocity), fid + int(0.15 * fs)), gap + 2) + 1
     out["qrs_duration"] = (offset - onset) / fs * 1000.0
     # Waves are delineated on the spatial magnitude relative to the PR-segment level.
     base = median[:, max(0, onset - int(0.02 * fs))]
@@ -142,8 +162,16 @@ def measure_intervals(
     return out
 
 
-def measure_intervals_batch(ecg: np.ndarray, fs: float) -> pd.DataFrame:
-    """`measure_intervals` for each ECG of an (N, 12, T) array: one row per ECG."""
-    qrs_band, diagnostic = _bandpass(ecg, fs, 8.0, 30.0), _bandpass(ecg, fs, 0.67, 40.0)
-    rows = [measure_intervals(None, fs, (qrs_band[k], diagnostic[k])) for k in range(len(ecg))]
+def measure_intervals_batch(ecg: np.ndarray, fs: float, block: int = 32) -> pd.DataFrame:
+    """`measure_intervals` for each ECG of an (N, 12, T) array: one row per ECG.
+
+    Filters `block` ECGs at a time (cache-sized; each row's result does not depend on it).
+    """
+    rows = []
+    for start in range(0, len(ecg), block):
+        part = ecg[start : start + block]
+        qrs_band, diagnostic = _bandpass(part, fs, 8.0, 30.0), _bandpass(part, fs, 0.67, 40.0)
+        rows += [
+            measure_intervals(None, fs, (qrs_band[k], diagnostic[k])) for k in range(len(part))
+        ]
     return pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS))

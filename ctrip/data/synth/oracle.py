@@ -26,7 +26,7 @@ ORACLE_FEATURES: dict[str, tuple[str, ...]] = {
     "localizer": ("loc_area_", "loc_body_ax", "loc_body_ay", "loc_fat_mm"),
     "cmr": ("cmr_lv_area_", "cmr_myo_area_", "cmr_rv_area_", "cmr_wall_"),
     "ecg": ("ecg_hr", "ecg_pr", "ecg_p_dur", "ecg_p_amp", "ecg_qrs_dur", "ecg_qrs_amp",
-            "ecg_axis", "ecg_qt", "ecg_t_amp", "ecg_qrst_angle"),
+            "ecg_lvm_force", "ecg_axis", "ecg_qt", "ecg_t_amp", "ecg_qrst_angle"),
     "tabular": ("tab_",),
 }  # fmt: skip
 
