@@ -1,0 +1,345 @@
+"""Tokenizers: how each modality becomes a sequence of tokens, and what its autoencoder
+reconstructs. A modality is a tokenizer plus a reconstruction target; the masked autoencoder
+(`ctrip.models.mae`) is the same for all of them.
+
+Every tokenizer has `num_tokens`, `forward(x) -> (B, num_tokens, dim)` (position included),
+`position(dim)` (the fixed encoding the decoder adds, or None for a learned one),
+`prediction_head(decoder_dim)` and `reconstruction_loss(pred, x, mask)`, and `spec()`, the
+plain dict that rebuilds it with `build_tokenizer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctrip.models.position import sincos_1d, sincos_2d
+
+
+class PatchTokenizer(nn.Module):
+    """Shared part of image and ECG tokenizers: non-overlapping patches, a linear embedding,
+    a fixed sin-cos position, and MSE on the masked patches.
+
+    Inputs are standardized with `input_mean` and `input_std` (training-split statistics,
+    fixed when the model is created) so that patch content and position encoding have
+    comparable scales; reconstructions are in these standardized units (`denormalize` undoes it).
+    """
+
+    def __init__(
+        self, patch_numel: int, dim: int, input_mean: float = 0.0, input_std: float = 1.0
+    ) -> None:
+        super().__init__()
+        if not input_std > 0:
+            raise ValueError(f"input_std must be positive, got {input_std}")
+        self.dim = dim
+        self.patch_numel = patch_numel
+        self.input_mean, self.input_std = float(input_mean), float(input_std)
+        self.embed = nn.Linear(patch_numel, dim)
+        nn.init.xavier_uniform_(self.embed.weight)
+        nn.init.zeros_(self.embed.bias)
+        self.register_buffer("pos", self.position(dim)[None], persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.input_mean) / self.input_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.input_std + self.input_mean
+
+    @property
+    def num_tokens(self) -> int:
+        return self.pos.shape[1]
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def position(self, dim: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.patchify(x)) + self.pos
+
+    def prediction_head(self, decoder_dim: int) -> nn.Module:
+        return nn.Linear(decoder_dim, self.patch_numel)
+
+    def reconstruction_loss(
+        self, pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean squared error over the masked patches only (mask: 1 = masked). Pixels are not
+        normalized per patch (norm_pix_loss off), so reconstructions stay in image units."""
+        per_token = ((pred - self.patchify(x)) ** 2).mean(dim=-1)
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+class ImageTokenizer(PatchTokenizer):
+    """Square patches of a (B, C, H, W) image; the 3 localizer slices (or CMR frames) are the
+    channels. Position: 2D sin-cos over the (row, column) patch grid."""
+
+    def __init__(
+        self,
+        image_size: tuple[int, int] | list[int],
+        patch_size: int,
+        dim: int,
+        in_chans: int = 3,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
+    ) -> None:
+        H, W = image_size
+        if H % patch_size or W % patch_size:
+            raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+        self.image_size = (int(H), int(W))
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.grid = (H // patch_size, W // patch_size)
+        super().__init__(patch_size * patch_size * in_chans, dim, input_mean, input_std)
+
+    def position(self, dim: int) -> torch.Tensor:
+        return sincos_2d(*self.grid, dim)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, h*w, p*p*C) standardized, MAE's ordering."""
+        if tuple(x.shape[1:]) != (self.in_chans, *self.image_size):
+            raise ValueError(
+                f"expected images of shape {(self.in_chans, *self.image_size)}, got {tuple(x.shape[1:])}"
+            )
+        B, C = x.shape[:2]
+        (h, w), p = self.grid, self.patch_size
+        x = self.normalize(x).reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(B, h * w, p * p * C)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, h*w, p*p*C) -> (B, C, H, W)."""
+        B = patches.shape[0]
+        (h, w), p, C = self.grid, self.patch_size, self.in_chans
+        x = patches.reshape(B, h, w, p, p, C).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(B, C, h * p, w * p)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "image",
+            "image_size": list(self.image_size),
+            "patch_size": self.patch_size,
+            "dim": self.dim,
+            "in_chans": self.in_chans,
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+        }
+
+
+def highpass(x: torch.Tensor, fs: float, cutoff_hz: float, order: int = 2) -> torch.Tensor:
+    """Zero-phase Butterworth high-pass of the last axis, in the frequency domain.
+
+    The gain 1 / (1 + (fc / f)^(2 order)) is that of a forward-backward (filtfilt) Butterworth
+    filter of `order`, as in `ctrip.data.ecg.remove_baseline_drift` (same result away from the
+    edges). Odd reflection of half the record on each side keeps the circular FFT from joining
+    the two ends. Torch, so it runs on the device and stays differentiable for attributions.
+    """
+    T = x.shape[-1]
+    pad = T // 2
+    left = 2 * x[..., :1] - x[..., 1 : pad + 1].flip(-1)
+    right = 2 * x[..., -1:] - x[..., -pad - 1 : -1].flip(-1)
+    padded = torch.cat([left, x, right], dim=-1)
+    n = padded.shape[-1]
+    f = torch.fft.rfftfreq(n, d=1.0 / fs, device=x.device)
+    gain = torch.where(f > 0, 1.0 / (1.0 + (cutoff_hz / f.clamp(min=1e-12)) ** (2 * order)), 0.0)
+    return torch.fft.irfft(torch.fft.rfft(padded) * gain, n)[..., pad : pad + T]
+
+
+class ECGTokenizer(PatchTokenizer):
+    """ECG (B, leads, T) in patches of `patch_size` samples.
+
+    per_lead=True: one token per (lead, time window), as in the peer ECG code; position is a
+    2D sin-cos over (lead, time). per_lead=False: one token holds all leads of a time window
+    (cheaper: leads times fewer tokens); position is 1D over time. `resample_to` first
+    averages the signal down to that many samples (a reduced sampling rate for small
+    profiles; adaptive average pooling is the anti-aliasing filter); the reconstruction
+    target is then the resampled signal. `highpass_hz` (with `sampling_rate_hz`) removes
+    baseline drift, as the paper's preprocessing does (0.67 Hz, see `highpass`).
+    """
+
+    def __init__(
+        self,
+        length: int,
+        patch_size: int,
+        dim: int,
+        leads: int = 12,
+        per_lead: bool = True,
+        resample_to: int | None = None,
+        sampling_rate_hz: float | None = None,
+        highpass_hz: float | None = None,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
+    ) -> None:
+        if highpass_hz and not sampling_rate_hz:
+            raise ValueError("the ECG high-pass needs the sampling rate")
+        self.sampling_rate_hz = None if sampling_rate_hz is None else float(sampling_rate_hz)
+        self.highpass_hz = None if not highpass_hz else float(highpass_hz)
+        samples = int(resample_to or length)
+        if samples > length:
+            raise ValueError(f"cannot resample an ECG of {length} samples up to {samples}")
+        if samples % patch_size:
+            raise ValueError(
+                f"an ECG of {samples} samples does not split into patches of {patch_size}; "
+                "choose a patch size that divides it"
+            )
+        self.length, self.leads, self.per_lead = int(length), int(leads), bool(per_lead)
+        self.patch_size, self.samples = int(patch_size), samples
+        self.windows = samples // patch_size
+        super().__init__(patch_size if per_lead else patch_size * leads, dim, input_mean, input_std)
+
+    def position(self, dim: int) -> torch.Tensor:
+        if self.per_lead:
+            return sincos_2d(self.leads, self.windows, dim)
+        return sincos_1d(self.windows, dim)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != (self.leads, self.length):
+            raise ValueError(
+                f"expected ECGs of shape {(self.leads, self.length)}, got {tuple(x.shape[1:])}"
+            )
+        # Resample first: both steps are linear and nearly commute, and the FFT is then shorter.
+        x = F.adaptive_avg_pool1d(x, self.samples) if self.samples != self.length else x
+        if self.highpass_hz:
+            x = highpass(x, self.sampling_rate_hz * self.samples / self.length, self.highpass_hz)
+        return self.normalize(x)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, T) -> (B, L*n, P) lead-major when per_lead, else (B, n, L*P)."""
+        x = self.prepare(x)
+        B, L = x.shape[:2]
+        x = x.reshape(B, L, self.windows, self.patch_size)
+        if self.per_lead:
+            return x.reshape(B, L * self.windows, self.patch_size)
+        return x.permute(0, 2, 1, 3).reshape(B, self.windows, L * self.patch_size)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patches back to (B, L, samples)."""
+        B, L, n, P = patches.shape[0], self.leads, self.windows, self.patch_size
+        if self.per_lead:
+            return patches.reshape(B, L, n * P)
+        return patches.reshape(B, n, L, P).permute(0, 2, 1, 3).reshape(B, L, n * P)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "ecg",
+            "length": self.length,
+            "patch_size": self.patch_size,
+            "dim": self.dim,
+            "leads": self.leads,
+            "per_lead": self.per_lead,
+            "resample_to": self.samples if self.samples != self.length else None,
+            "sampling_rate_hz": self.sampling_rate_hz,
+            "highpass_hz": self.highpass_hz,
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+        }
+
+
+class TabularHead(nn.Module):
+    """Decoder tokens -> one value per numerical feature and logits per categorical feature."""
+
+    def __init__(self, decoder_dim: int, n_numerical: int, cardinalities: list[int]) -> None:
+        super().__init__()
+        self.n_numerical = n_numerical
+        self.num_weight = nn.Parameter(torch.randn(n_numerical, decoder_dim) * decoder_dim**-0.5)
+        self.num_bias = nn.Parameter(torch.zeros(n_numerical))
+        self.cat = nn.ModuleList(nn.Linear(decoder_dim, c) for c in cardinalities)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, Any]:
+        n = self.n_numerical
+        num = torch.einsum("bfd,fd->bf", tokens[:, :n], self.num_weight) + self.num_bias
+        cat = [head(tokens[:, n + j]) for j, head in enumerate(self.cat)]
+        return {"num": num, "cat": cat}
+
+
+class TabularTokenizer(nn.Module):
+    """One token per feature: each numerical feature its own linear embedding (value * w_f + b_f),
+    each categorical feature its own embedding table; a missing value becomes a learned missing
+    token. A learned per-feature embedding tells tokens apart (the features have no order).
+
+    Input: the dataset's dict with "tab_num" (B, Fn) z-scored, "tab_num_missing" (B, Fn),
+    "tab_cat" (B, Fc) level codes, "tab_cat_missing" (B, Fc).
+    """
+
+    def __init__(self, n_numerical: int, cardinalities: list[int], dim: int) -> None:
+        super().__init__()
+        if n_numerical + len(cardinalities) == 0:
+            raise ValueError("a tabular tokenizer needs at least one feature")
+        if any(c < 1 for c in cardinalities):
+            raise ValueError(f"every categorical feature needs a level, got {cardinalities}")
+        self.dim, self.n_numerical, self.cardinalities = dim, n_numerical, list(cardinalities)
+        self.num_weight = nn.Parameter(torch.randn(n_numerical, dim) * 0.02)
+        self.num_bias = nn.Parameter(torch.zeros(n_numerical, dim))
+        self.cat_embed = nn.Embedding(max(sum(cardinalities), 1), dim)
+        nn.init.normal_(self.cat_embed.weight, std=0.02)
+        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("cat_offsets", offsets[: len(cardinalities)], persistent=False)
+        self.missing_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.feature_embed = nn.Parameter(torch.randn(1, self.num_tokens, dim) * 0.02)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.n_numerical + len(self.cardinalities)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        num, cat = x["tab_num"], x["tab_cat"]
+        if num.shape[1] != self.n_numerical or cat.shape[1] != len(self.cardinalities):
+            raise ValueError(
+                f"expected {self.n_numerical} numerical and {len(self.cardinalities)} categorical "
+                f"features, got {num.shape[1]} and {cat.shape[1]}"
+            )
+        tokens = torch.cat(
+            [
+                num[..., None] * self.num_weight + self.num_bias,
+                self.cat_embed(cat + self.cat_offsets),
+            ],
+            dim=1,
+        )
+        missing = torch.cat([x["tab_num_missing"], x["tab_cat_missing"]], dim=1)[..., None]
+        return torch.where(missing, self.missing_token, tokens) + self.feature_embed
+
+    def position(self, dim: int) -> None:
+        return None
+
+    def prediction_head(self, decoder_dim: int) -> nn.Module:
+        return TabularHead(decoder_dim, self.n_numerical, self.cardinalities)
+
+    def reconstruction_loss(
+        self, pred: dict[str, Any], x: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """MSE over the numerical features plus mean cross-entropy over the categorical ones,
+        on the whole sequence (masked and visible, as in the tabular MAE of the paper). Missing
+        values have no target and are left out; `mask` is accepted for a uniform interface."""
+        loss = pred["num"].new_zeros(())
+        observed = ~x["tab_num_missing"]
+        if self.n_numerical and observed.any():
+            loss = loss + ((pred["num"] - x["tab_num"]) ** 2)[observed].mean()
+        ce = []
+        for j, logits in enumerate(pred["cat"]):
+            seen = ~x["tab_cat_missing"][:, j]
+            if seen.any():
+                ce.append(F.cross_entropy(logits[seen], x["tab_cat"][seen, j]))
+        if ce:
+            loss = loss + torch.stack(ce).mean()
+        return loss
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "tabular",
+            "n_numerical": self.n_numerical,
+            "cardinalities": list(self.cardinalities),
+            "dim": self.dim,
+        }
+
+
+def build_tokenizer(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild a tokenizer from its `spec()`."""
+    kwargs = {k: v for k, v in spec.items() if k != "kind"}
+    kinds = {"image": ImageTokenizer, "ecg": ECGTokenizer, "tabular": TabularTokenizer}
+    if spec.get("kind") not in kinds:
+        raise ValueError(
+            f"unknown tokenizer kind {spec.get('kind')!r}; expected one of {list(kinds)}"
+        )
+    return kinds[spec["kind"]](**kwargs)

@@ -1,0 +1,49 @@
+"""Localizer augmentations in plain torch (torchvision cannot be imported here): random resized
+crop, rotation and scaling, composed into one affine warp per image."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_images(
+    x: torch.Tensor,
+    crop_scale: Sequence[float] = (0.7, 1.0),
+    crop_ratio: Sequence[float] = (0.75, 1.3333),
+    rotation_deg: float = 10.0,
+    scale: Sequence[float] = (0.9, 1.1),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Warp each image of (B, C, H, W) independently; all C slices get the same warp.
+
+    A crop covering a random `crop_scale` fraction of the area with aspect ratio in
+    `crop_ratio` (log-uniform) is resized back to H x W, rotated by a uniform angle in
+    +-rotation_deg and zoomed by a factor in `scale`. Outside the image is zero.
+    """
+    B = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(B, generator=generator, dtype=torch.float64)
+
+    area = uniform(*crop_scale)
+    ratio = uniform(math.log(crop_ratio[0]), math.log(crop_ratio[1])).exp()
+    width = (area * ratio).sqrt().clamp(max=1.0)
+    height = (area / ratio).sqrt().clamp(max=1.0)
+    cx = uniform(-1.0, 1.0) * (1 - width)
+    cy = uniform(-1.0, 1.0) * (1 - height)
+    angle = uniform(-rotation_deg, rotation_deg) * math.pi / 180
+    zoom = uniform(*scale)
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    theta = torch.stack(
+        [
+            torch.stack([width * cos, -height * sin, cx], dim=1),
+            torch.stack([width * sin, height * cos, cy], dim=1),
+        ],
+        dim=1,
+    ).to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,242 @@
+"""Training configuration: one plain nested dict (JSON/YAML-serializable), so that profiles,
+`--set key=value` and papermill parameters can fill it.
+
+`DEFAULT_CONFIG` is sized for the `default` profile (the synthetic cohort on a 2-core laptop
+CPU: small ViTs on 64x64 localizers with 8x8 patches, ECG at a reduced rate in all-lead
+patches). `PAPER_OVERRIDES` restores the sizes of the paper and its public code.
+`make_config(profile, overrides)` merges them; unknown keys are errors, so a typo in
+`--set` cannot be silently ignored.
+
+Keys (every one is used by `ctrip.stages.train`):
+
+models.<modality>            one section per modality: localizer, cmr, ecg, tabular
+    dim, depth, heads        encoder width, number of blocks, attention heads
+    mlp_ratio                hidden width of the block MLP / dim
+    decoder_dim, decoder_depth, decoder_heads    the light MAE decoder (Stage I only)
+    mask_ratio               fraction of tokens masked in Stage I (0.75)
+    pool                     the feature Stage II/III use: "cls" (CLS token) or "mean" (token
+                             average); weight-free, so it may differ between stages
+    patch_size               (localizer, cmr) square patch side in pixels; the image size is
+                             read from the cohort and must be divisible by it
+    rate_hz                  (ecg) sampling rate the model sees; the ECG is averaged down to it
+                             (null or >= the cohort's rate: the cohort's own rate)
+    patch_seconds            (ecg) patch length in seconds (0.2 s = 100 samples at 500 Hz)
+    per_lead                 (ecg) true: one token per lead x patch with (lead, time) position
+                             (the paper); false: one token holds all 12 leads (cheaper)
+    highpass_hz              (ecg) baseline-drift removal inside the model (zero-phase
+                             Butterworth high-pass, 0.67 Hz as ctrip.data.ecg); null: off
+stage1 / stage2 / stage3     optimization of each stage
+    max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
+    lr                       peak learning rate (stage1, stage2)
+    lr_head, lr_encoder      (stage3) head and pre-trained encoder learning rates (1e-3, 1e-4)
+    lr_encoder_scratch       (stage3) encoder lr when it starts from random weights (a
+                             supervised baseline has no pre-trained features to protect)
+    weight_decay             AdamW decoupled weight decay (not on biases, norms, tokens)
+    warmup_epochs            linear warm-up, then cosine decay per step to min_lr_ratio * lr
+    min_lr_ratio             floor of the cosine schedule as a fraction of the peak lr
+    patience                 early stopping: epochs without a lower validation loss
+    augment                  random resized crop / rotation / scaling of localizer training
+                             batches (see `augment`); never applied to other modalities
+    projection_dim           (stage2) shared space width (256)
+    projection_hidden        (stage2) hidden width of Linear-GELU-Linear (null: encoder dim)
+    temperatures             (stage2) initial temperature per pair, "localizer-ecg" 0.1,
+                             "localizer-tabular" 0.25 (public code), "ecg-tabular"
+    learn_temperature        (stage2) temperatures are trained (true) or fixed
+    temperature_bounds       (stage2) [min, max] clamp of every temperature
+    ecg_tabular              (stage2) add the ECG-tabular term (an ablation; C-TRIP: false)
+    hidden, dropout          (stage3) regression MLP widths [512, 256] and dropout 0.3
+augment                      crop_scale (area fraction range), crop_ratio (aspect range),
+                             rotation_deg (uniform +-), scale (zoom range)
+trainer                      accelerator ("auto", "cpu", "gpu"), devices, num_nodes, strategy
+                             ("auto", "ddp", ...), precision ("32-true", "bf16-mixed", ...),
+                             num_workers (data loader processes), enable_progress_bar,
+                             log_every_n_steps, deterministic, threads (torch CPU threads;
+                             null leaves torch's choice), quiet (hide Lightning's info lines)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_IMAGE_MODEL = {
+    "patch_size": 8,
+    "dim": 64,
+    "depth": 2,
+    "heads": 4,
+    "mlp_ratio": 4.0,
+    "decoder_dim": 32,
+    "decoder_depth": 1,
+    "decoder_heads": 4,
+    "mask_ratio": 0.75,
+    "pool": "cls",
+}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "models": {
+        "localizer": dict(_IMAGE_MODEL),
+        "cmr": dict(_IMAGE_MODEL),
+        "ecg": {
+            "rate_hz": 100,
+            "patch_seconds": 0.2,
+            "per_lead": False,
+            "highpass_hz": 0.67,
+            "dim": 64,
+            "depth": 2,
+            "heads": 4,
+            "mlp_ratio": 4.0,
+            "decoder_dim": 32,
+            "decoder_depth": 1,
+            "decoder_heads": 4,
+            "mask_ratio": 0.75,
+            "pool": "cls",
+        },
+        "tabular": {
+            "dim": 64,
+            "depth": 2,
+            "heads": 4,
+            "mlp_ratio": 4.0,
+            "decoder_dim": 32,
+            "decoder_depth": 1,
+            "decoder_heads": 4,
+            "mask_ratio": 0.75,
+            "pool": "cls",
+        },
+    },
+    "stage1": {
+        "max_epochs": 30,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "warmup_epochs": 2,
+        "min_lr_ratio": 0.01,
+        "patience": 8,
+        "augment": True,
+    },
+    "stage2": {
+        "max_epochs": 20,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "warmup_epochs": 1,
+        "min_lr_ratio": 0.01,
+        "patience": 6,
+        "augment": True,
+        "projection_dim": 256,
+        "projection_hidden": None,
+        "temperatures": {"localizer-ecg": 0.1, "localizer-tabular": 0.25, "ecg-tabular": 0.1},
+        "learn_temperature": True,
+        "temperature_bounds": [0.01, 1.0],
+        "ecg_tabular": False,
+    },
+    "stage3": {
+        "max_epochs": 25,
+        "batch_size": 64,
+        "lr_head": 1e-3,
+        "lr_encoder": 1e-4,
+        "lr_encoder_scratch": 1e-3,
+        "weight_decay": 0.05,
+        "warmup_epochs": 1,
+        "min_lr_ratio": 0.01,
+        "patience": 6,
+        "augment": False,
+        "hidden": [512, 256],
+        "dropout": 0.3,
+    },
+    "augment": {
+        "crop_scale": [0.7, 1.0],
+        "crop_ratio": [0.75, 1.3333],
+        "rotation_deg": 10.0,
+        "scale": [0.9, 1.1],
+    },
+    "trainer": {
+        "accelerator": "auto",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+        "precision": "32-true",
+        "num_workers": 0,
+        "enable_progress_bar": False,
+        "log_every_n_steps": 50,
+        "deterministic": False,
+        "threads": None,
+        "quiet": True,
+    },
+}
+
+# The sizes of the paper and its public code (ViT-B on 224x224 localizers, per-lead ECG
+# patches of 100 samples at 500 Hz, a 12-layer tabular transformer) and its schedule.
+PAPER_OVERRIDES: dict[str, Any] = {
+    "models": {
+        "localizer": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
+                      "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
+        "cmr": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
+                "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
+        "ecg": {"rate_hz": None, "patch_seconds": 0.2, "per_lead": True, "dim": 384,
+                "depth": 3, "heads": 6, "decoder_dim": 256, "decoder_depth": 2,
+                "decoder_heads": 8},
+        "tabular": {"dim": 384, "depth": 12, "heads": 8, "decoder_dim": 192,
+                    "decoder_depth": 4, "decoder_heads": 8},
+    },
+    "stage1": {"max_epochs": 400, "batch_size": 256, "lr": 1.5e-4, "warmup_epochs": 40,
+               "patience": 400},
+    "stage2": {"max_epochs": 150, "batch_size": 256, "lr": 1e-4, "warmup_epochs": 10,
+               "patience": 30},
+    "stage3": {"max_epochs": 100, "batch_size": 256, "warmup_epochs": 5, "patience": 20},
+    "trainer": {"precision": "bf16-mixed", "num_workers": 8, "enable_progress_bar": True},
+}  # fmt: skip
+
+# Smallest sizes that still exercise every code path (CI).
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "models": {
+        m: {"dim": 32, "depth": 1, "heads": 2, "decoder_dim": 16, "decoder_depth": 1,
+            "decoder_heads": 2}
+        for m in ("localizer", "cmr", "ecg", "tabular")
+    },
+    "stage1": {"max_epochs": 2, "batch_size": 32},
+    "stage2": {"max_epochs": 2, "batch_size": 32},
+    "stage3": {"max_epochs": 2, "batch_size": 32},
+}  # fmt: skip
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": SMOKE_OVERRIDES,
+    "default": {},
+    "paper": PAPER_OVERRIDES,
+}
+
+
+def merge_config(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A deep copy of `base` with `overrides` merged in. A key absent from `base` is an error
+    (except under `stage2.temperatures`, where any pair name may be given)."""
+    merged = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if key not in merged and key != "temperatures":
+            raise KeyError(f"unknown config key {key!r}; known: {sorted(merged)}")
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if key == "temperatures":
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def make_config(
+    profile: str = "default", overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The full configuration of `profile` ("smoke", "default", "paper") plus `overrides`."""
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+    return merge_config(merge_config(DEFAULT_CONFIG, PROFILES[profile]), overrides)
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A copy of `config` with the dotted key (e.g. "stage1.lr") set to `value`."""
+    override: dict[str, Any] = {}
+    node = override
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return merge_config(config, override)

@@ -1,0 +1,106 @@
+"""Metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.metrics import (
+    bland_altman,
+    bootstrap_ci,
+    paired_bootstrap,
+    paired_bootstrap_frames,
+    pearson,
+    per_cp_table,
+)
+
+
+def test_bland_altman_by_hand():
+    ref = np.array([10.0, 20.0, 30.0, 40.0])
+    pred = ref + np.array([1.0, 2.0, 3.0, 4.0])  # differences = prediction - reference
+    ba = bland_altman(pred, ref)
+    sd = math.sqrt(5 / 3)  # deviations -1.5, -0.5, 0.5, 1.5 -> 5 / (n - 1)
+    assert ba["n"] == 4 and math.isclose(ba["md"], 2.5) and math.isclose(ba["sd"], sd)
+    assert math.isclose(ba["loa_low"], 2.5 - 1.959963984540054 * sd)
+    assert math.isclose(ba["loa_high"], 2.5 + 1.959963984540054 * sd)
+    t3 = 3.182446305284263  # t(0.975, 3)
+    assert np.allclose(ba["md_ci"], (2.5 - t3 * sd / 2, 2.5 + t3 * sd / 2))
+    se_loa = sd * math.sqrt(1 / 4 + 1.959963984540054**2 / 6)
+    assert np.allclose(
+        ba["loa_high_ci"], (ba["loa_high"] - t3 * se_loa, ba["loa_high"] + t3 * se_loa)
+    )
+    assert bland_altman(ref, pred)["md"] == -2.5  # the sign follows prediction - reference
+    with pytest.raises(ValueError):
+        bland_altman([1.0, np.nan], [1.0, 2.0])
+
+
+def test_pearson_by_hand():
+    res = pearson([1, 2, 3, 4], [1, 3, 2, 4])
+    assert math.isclose(res["r"], 0.8)  # sum of products 4 / sqrt(5 * 5)
+    z = math.atanh(0.8)
+    assert math.isclose(res["ci_low"], math.tanh(z - 1.959963984540054), rel_tol=1e-9)
+    assert math.isclose(res["ci_high"], math.tanh(z + 1.959963984540054), rel_tol=1e-9)
+    assert math.isnan(pearson([1, 1, 1, 1], [1, 2, 3, 4])["r"])
+
+
+def frame(ref: np.ndarray, noise: float, seed: int, split: str = "test") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"id": [f"S{i}" for i in range(len(ref))], "split": split})
+    for j, cp in enumerate(CP_NAMES):
+        df[f"{cp}_ref"] = ref + j
+        df[f"{cp}_pred"] = ref + j + rng.normal(0, noise, len(ref)) + 1.0
+    return df
+
+
+def test_per_cp_table():
+    ref = np.linspace(50, 150, 40)
+    df = pd.concat([frame(ref, 5.0, 0), frame(ref, 50.0, 1, "val")])
+    table = per_cp_table(df)
+    assert list(table["cp"]) == CP_NAMES and list(table["unit"]) == [CP_UNITS[c] for c in CP_NAMES]
+    assert (table["n"] == 40).all()  # test rows only
+    test = df[df["split"] == "test"]
+    ba = bland_altman(test["LVM_pred"], test["LVM_ref"])
+    row = table.set_index("cp").loc["LVM"]
+    assert math.isclose(row["md"], ba["md"]) and math.isclose(row["loa_high"], ba["loa_high"])
+    assert math.isclose(row["r"], st.pearsonr(test["LVM_pred"], test["LVM_ref"])[0])
+    boot = per_cp_table(df, n_boot=200)
+    assert (boot["md_boot_low"] < boot["md"]).all() and (boot["md"] < boot["md_boot_high"]).all()
+    with pytest.raises(ValueError, match="lacks"):
+        per_cp_table(df.drop(columns=["RAEF_pred"]))
+
+
+def test_bootstrap_ci():
+    ref = np.arange(30.0)
+    const = bootstrap_ci(ref + 2.0, ref, "md", n_boot=300, seed=0)
+    assert (
+        const["estimate"] == 2.0
+        and math.isclose(const["ci_low"], 2.0)
+        and math.isclose(const["ci_high"], 2.0)
+    )
+    rng = np.random.default_rng(0)
+    pred = ref + rng.normal(0, 3, 30)
+    a = bootstrap_ci(pred, ref, "r", n_boot=500, seed=4)
+    assert a == bootstrap_ci(pred, ref, "r", n_boot=500, seed=4)  # seeded
+    assert a["ci_low"] < a["estimate"] < a["ci_high"] <= 1.0
+    with pytest.raises(ValueError, match="unknown statistic"):
+        bootstrap_ci(pred, ref, "median")
+
+
+def test_paired_bootstrap():
+    ref = np.linspace(40, 160, 60)
+    good, bad = frame(ref, 2.0, 0), frame(ref, 20.0, 1)
+    res = paired_bootstrap(good["LVM_pred"], bad["LVM_pred"], ref + 5, "mae", n_boot=500)
+    assert res["difference"] < 0 and res["ci_high"] < 0 and res["p"] < 0.01
+    assert math.isclose(res["difference"], res["a"] - res["b"])
+    same = paired_bootstrap(good["LVM_pred"], good["LVM_pred"], ref + 5, "mae", n_boot=100)
+    assert same["difference"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+    shuffled = bad.sample(frac=1, random_state=0)  # matched by id, not by row order
+    res2 = paired_bootstrap_frames(good, shuffled, "LVM", "mae", n_boot=500)
+    assert math.isclose(res2["difference"], res["difference"])
+    with pytest.raises(ValueError, match="different subjects"):
+        paired_bootstrap_frames(good, bad.iloc[1:], "LVM")
