@@ -1,0 +1,71 @@
+"""Time the pipeline the way `make book` runs it: a fresh run with the book, a second run with
+nothing changed, and a run after changing one Stage III parameter (which must re-run only its
+dependents). Prints the figures; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --profile smoke
+    .venv/bin/python benchmarks/bench_pipeline.py --profile default --results /tmp/bench-default
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ctrip_run(
+    profile: str, results: Path, book_output: Path, *extra: str
+) -> tuple[float, list[str], str]:
+    cmd = [str(REPO / ".venv" / "bin" / "ctrip"), "run", "--profile", profile, "--results", str(results),
+           "--book", "--book-output", str(book_output), "--no-progress", *extra]  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.exit(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    ran = re.findall(r"\] (\S+)\s+done in ([\d.]+) s", done.stdout)
+    for name, s in ran:
+        print(f"    {name:<22} {float(s):7.1f} s")
+    return seconds, [name for name, _ in ran], done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="default: a fresh temporary folder"
+    )
+    parser.add_argument(
+        "--change", default="methods.L_sup.frozen=true", help="the Stage III override"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = args.results or Path(tmp) / "results"
+        book = Path(tmp) / "book"
+        print(f"profile {args.profile}, results {results}")
+        print("1. fresh run + book")
+        fresh, ran, _ = ctrip_run(args.profile, results, book)
+        print("2. second run, nothing changed, + book")
+        cached, ran_cached, _ = ctrip_run(args.profile, results, book)
+        print(f"3. after --set {args.change}, + book")
+        changed, ran_changed, _ = ctrip_run(args.profile, results, book, "--set", args.change)
+        print(f"\n{'step':<38} {'wall s':>8} {'notebooks run':>14}")
+        print(f"{'fresh run + book':<38} {fresh:8.1f} {len(ran):>14}")
+        print(f"{'nothing changed + book':<38} {cached:8.1f} {len(ran_cached):>14}")
+        print(
+            f"{'one Stage III parameter + book':<38} {changed:8.1f} {len(ran_changed):>14}  ({', '.join(ran_changed)})"
+        )
+
+
+if __name__ == "__main__":
+    main()

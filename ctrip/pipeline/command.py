@@ -1,0 +1,59 @@
+"""`ctrip run --profile P [--set key=value ...] [--book] [--results DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default",
+                        help="smoke | default | paper, or a YAML file of the same form (default: default)")  # fmt: skip
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set sweep.seeds=[0,1] --set methods.L_sup.frozen=true")  # fmt: skip
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results folder (default: results/<profile>)")  # fmt: skip
+    parser.add_argument(
+        "--book", action="store_true", help="then build the Jupyter Book into _build/html"
+    )
+    parser.add_argument("--book-output", type=Path, default=None,
+                        help="where the book is built (default: the repository root, i.e. _build/html)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="notebooks executed at once (default: the profile's `jobs`)")  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs and whether each is up to date"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctrip.pipeline.book import build_book
+    from ctrip.pipeline.plan import build_plan, load_settings
+    from ctrip.pipeline.runner import REPO_DIR, PipelineError, plan_status, run_plan
+
+    settings = load_settings(args.profile, args.overrides)
+    plan = build_plan(settings)
+    results = (args.results or REPO_DIR / "results" / settings["profile"]).resolve()
+    if args.dry_run:
+        for name, status in plan_status(plan, results).items():
+            print(f"{name:<24} {status}")
+        return 0
+    t0 = time.perf_counter()
+    try:
+        jobs = args.jobs or int(settings.get("jobs", 1))
+        outcomes = run_plan(
+            plan, results, settings=settings, jobs=jobs, progress=not args.no_progress
+        )
+        executed = sum(o.status == "executed" for o in outcomes)
+        print(f"ctrip run: {executed} executed, {len(outcomes) - executed} up to date, "
+              f"{time.perf_counter() - t0:.0f} s; results in {results}")  # fmt: skip
+        if args.book:
+            html = build_book(REPO_DIR, results, plan, settings, output=args.book_output)
+            print(f"ctrip run: book built in {html} ({time.perf_counter() - t0:.0f} s in all)")
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,137 @@
+"""The book's figures: Pearson r against fine-tuning fraction (Fig. 3), attention maps (Fig. 2A)
+and UMAPs of the embeddings before and after alignment (Fig. 2B)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ctrip.data.schema import CP_UNITS
+
+MODALITY_COLORS = {
+    "localizer": "tab:blue",
+    "ecg": "tab:red",
+    "tabular": "tab:green",
+    "cmr": "tab:purple",
+}
+
+
+def plot_fraction_curves(
+    curves: pd.DataFrame, labels: Mapping[str, str], cps: Sequence[str]
+) -> Figure:
+    """One panel per CP: mean Pearson r over seeds (bars: seed SD) against the data fraction."""
+    fig, axes = plt.subplots(1, len(cps), figsize=(3.6 * len(cps), 3.4), sharey=True, squeeze=False)
+    markers = "osD^v<>ph*"
+    for ax, cp in zip(axes[0], cps):
+        for i, (method, label) in enumerate(labels.items()):
+            part = curves[(curves["method"] == method) & (curves["cp"] == cp)].sort_values(
+                "fraction"
+            )
+            ax.errorbar(part["fraction"] * 100, part["r"], yerr=part["r_seed_sd"], marker=markers[i % 10],
+                        capsize=2, label=label, lw=1.2, ms=4)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("fine-tuning data [% of train]")
+        ax.set_title(f"{cp} [{CP_UNITS[cp]}]")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("Pearson r (test)")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(
+    images: np.ndarray,
+    maps: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    subject_ids: Sequence[str],
+) -> Figure:
+    """Rows: subject x method; columns: the 3 slices with the method's per-slice attribution,
+    then the attention rollout over the middle slice.
+
+    images: (B, 3, H, W); maps: label -> (rollout (B, H, W), attributions (B, 3, H, W)).
+    """
+    n_slices = images.shape[1]
+    rows = [(b, label) for b in range(len(images)) for label in maps]
+    fig, axes = plt.subplots(
+        len(rows), n_slices + 1, figsize=(2.2 * (n_slices + 1), 2.2 * len(rows)), squeeze=False
+    )
+    for r, (b, label) in enumerate(rows):
+        rollout, attributions = maps[label]
+        for s in range(n_slices):
+            ax = axes[r, s]
+            ax.imshow(images[b, s], cmap="gray")
+            ax.imshow(attributions[b, s], cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+            if r == 0:
+                ax.set_title(f"slice {s + 1}: IG")
+        ax = axes[r, n_slices]
+        ax.imshow(images[b, n_slices // 2], cmap="gray")
+        ax.imshow(rollout[b], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        if r == 0:
+            ax.set_title("attention rollout")
+        axes[r, 0].set_ylabel(f"{subject_ids[b]}\n{label}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_umaps(points: Mapping[str, pd.DataFrame]) -> Figure:
+    """Rows: embeddings (e.g. before / after alignment); columns coloured by modality, LVM, sex.
+
+    Each frame has columns x, y, modality, LVM, sex (one row per subject and modality).
+    """
+    fig, axes = plt.subplots(len(points), 3, figsize=(12, 3.8 * len(points)), squeeze=False)
+    lvm_all = pd.concat([df["LVM"] for df in points.values()])
+    for row, (title, df) in zip(axes, points.items()):
+        for modality, part in df.groupby("modality", sort=False):
+            row[0].scatter(part["x"], part["y"], s=5, alpha=0.7, c=MODALITY_COLORS.get(modality, "gray"),
+                           label=modality)  # fmt: skip
+        row[0].legend(fontsize=8, markerscale=2)
+        sc = row[1].scatter(df["x"], df["y"], s=5, alpha=0.7, c=df["LVM"], cmap="viridis",
+                            vmin=lvm_all.min(), vmax=lvm_all.max())  # fmt: skip
+        fig.colorbar(sc, ax=row[1], label="LVM [g]")
+        for sex, color in (("female", "tab:orange"), ("male", "tab:cyan")):
+            part = df[df["sex"] == sex]
+            row[2].scatter(part["x"], part["y"], s=5, alpha=0.7, c=color, label=sex)
+        row[2].legend(fontsize=8, markerscale=2)
+        for ax, what in zip(row, ("modality", "LVM", "sex")):
+            ax.set_title(f"{title}: {what}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def umap_embedding(
+    features: np.ndarray,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    seed: int = 0,
+) -> np.ndarray:
+    """2-D UMAP of (n, d) features (umap imported here: it costs seconds)."""
+    import umap
+
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed
+    )
+    return reducer.fit_transform(np.asarray(features, dtype=np.float32))
+
+
+def common_width(features: Mapping[str, np.ndarray], width: int = 32) -> dict[str, np.ndarray]:
+    """Bring encoders of different widths into one space of `width` columns: each modality's
+    features reduced by its own PCA and standardized (the unaligned "before" picture)."""
+    out = {}
+    for modality, x in features.items():
+        x = np.asarray(x, dtype=np.float64)
+        x = x - x.mean(axis=0)
+        k = min(width, *x.shape)
+        u, s, _ = np.linalg.svd(x, full_matrices=False)
+        z = u[:, :k] * s[:k]
+        z = (z - z.mean(axis=0)) / np.maximum(z.std(axis=0), 1e-12)
+        out[modality] = np.pad(z, ((0, 0), (0, width - k)))
+    return out

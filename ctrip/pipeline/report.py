@@ -1,0 +1,114 @@
+"""Tables of the results chapter, computed from the Stage III predictions of every method.
+
+A Stage III run stores `predictions.parquet`: one row per (fraction, seed, subject) with `split`
+and, per CP, `<CP>_pred` and `<CP>_ref` in CP units. Bland-Altman differences are prediction
+minus reference, so a positive MD means the method over-estimates. A seed's metrics come with
+CIs over test subjects; Table 2 averages each number over the seeds and reports the
+spread of the MD across seeds beside it. The CIs of MD and LoA are t-based (Bland and Altman
+1999), that of r from Fisher's z; `n_bootstrap` adds bootstrap CIs of MD and r.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctrip.data.schema import CP_NAMES
+
+PREDICTIONS_FILE = "predictions.parquet"
+
+
+def load_predictions(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no Stage III predictions (did the run finish?)")
+    return pd.read_parquet(path)
+
+
+def per_seed_metrics(
+    predictions: Mapping[str, pd.DataFrame],
+    cps: Sequence[str] = CP_NAMES,
+    fraction: float | None = 1.0,
+    split: str = "test",
+    n_bootstrap: int = 0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Long table: method, fraction, seed, cp and `ctrip.metrics.per_cp_table`'s columns (MD,
+    LoA and their t-based CIs, r with its Fisher CI; with n_bootstrap, bootstrap CIs too)."""
+    from ctrip.metrics import per_cp_table
+
+    frames = []
+    for method, df in predictions.items():
+        df = df[df["split"] == split]
+        if fraction is not None:
+            df = df[np.isclose(df["fraction"], fraction)]
+        if df.empty:
+            raise ValueError(f"method {method}: no {split} predictions at fraction {fraction}")
+        for (frac, run_seed), group in df.groupby(["fraction", "seed"], sort=True):
+            table = per_cp_table(group, split=None, n_boot=n_bootstrap, seed=seed)
+            table = table[table["cp"].isin(cps)]
+            frames.append(table.assign(method=method, fraction=frac, seed=run_seed))
+    out = pd.concat(frames, ignore_index=True)
+    return out[
+        [
+            "method",
+            "fraction",
+            "seed",
+            *[c for c in out.columns if c not in ("method", "fraction", "seed")],
+        ]
+    ]
+
+
+def summarize_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of every metric per (method, fraction, cp), plus the seed SD of MD and r."""
+    keys = ["method", "fraction", "cp", "unit"]
+    numeric = [c for c in per_seed.columns if c not in keys and c != "seed"]
+    grouped = per_seed.groupby(keys, sort=False)
+    out = grouped[numeric].mean()
+    out["md_seed_sd"] = grouped["md"].std(ddof=1).fillna(0.0)
+    out["r_seed_sd"] = grouped["r"].std(ddof=1).fillna(0.0)
+    out["n_seeds"] = grouped["seed"].nunique()
+    return out.reset_index()
+
+
+def table2(summary: pd.DataFrame, labels: Mapping[str, str], cps: Sequence[str]) -> pd.DataFrame:
+    """One row per method (in `labels` order), columns `<CP>_<metric>` for the Table 2 CPs."""
+    rows = []
+    for method, label in labels.items():
+        row: dict[str, object] = {"method": method, "label": label}
+        part = summary[(summary["method"] == method) & summary["cp"].isin(cps)].set_index("cp")
+        missing = [cp for cp in cps if cp not in part.index]
+        if missing:
+            raise ValueError(f"method {method}: no metrics for {missing}")
+        row["n_test"] = int(part["n"].iloc[0])
+        row["n_seeds"] = int(part["n_seeds"].iloc[0])
+        for cp in cps:
+            for metric in ("md", "md_ci_low", "md_ci_high", "loa_low", "loa_low_ci_low", "loa_low_ci_high",
+                           "loa_high", "loa_high_ci_low", "loa_high_ci_high", "md_seed_sd", "r"):  # fmt: skip
+                row[f"{cp}_{metric}"] = float(part.loc[cp, metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pearson_vs_fraction(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r per method, CP and fraction: mean over seeds, seed SD, and the mean CI."""
+    grouped = per_seed.groupby(["method", "cp", "fraction"], sort=False)
+    out = grouped[["r", "r_ci_low", "r_ci_high"]].mean()
+    out["r_seed_sd"] = grouped["r"].std(ddof=1).fillna(0.0)
+    return out.reset_index()
+
+
+def oracle_for_methods(
+    oracle: pd.DataFrame, modalities: Mapping[str, str], cps: Sequence[str]
+) -> pd.DataFrame:
+    """The oracle ceiling of each method's inference modality: method, cp, pearson_r, md, LoA."""
+    rows = []
+    for method, modality in modalities.items():
+        part = oracle[(oracle["modality"] == modality) & oracle["cp"].isin(cps)]
+        for _, row in part.iterrows():
+            rows.append({"method": method, "modality": modality, "cp": row["cp"], "pearson_r": row["pearson_r"],
+                         "md": row["md"], "loa_low": row["loa_low"], "loa_high": row["loa_high"]})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,96 @@
+"""The smoke profile end to end: every notebook through papermill, Table 2 and the figures, the
+Jupyter Book with -W, a cached second run, and a command-line override that re-runs exactly the
+runs that depend on it (about three minutes on two cores)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctrip.cli import main
+from ctrip.pipeline.book import build_book
+from ctrip.pipeline.plan import build_plan, load_settings
+from ctrip.pipeline.runner import REPO_DIR
+
+pytestmark = pytest.mark.slow
+
+
+def book_source(root: Path) -> Path:
+    """A copy of the book's sources (chapters, config, vendored MathJax if present) in `root`."""
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO_DIR / name, root / name)
+    shutil.copytree(
+        REPO_DIR / "book", root / "book", ignore=shutil.ignore_patterns("executed", "_build")
+    )
+    return root
+
+
+def executed_runs(output: str) -> set[str]:
+    return set(re.findall(r"\] (\S+)\s+done in", output))
+
+
+def test_smoke_profile_end_to_end(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--profile", "smoke", "--results", str(results), "--no-progress"]) == 0
+    settings = load_settings("smoke")
+    plan = build_plan(settings)
+    assert executed_runs(capsys.readouterr().out) == {r.name for r in plan}
+
+    table = pd.read_csv(results / "table2.csv")
+    assert list(table["method"]) == [
+        "CMR_sup",
+        "L_sup",
+        "E_sup",
+        "T_sup",
+        "L+T",
+        "L+E",
+        "L+E+Tp",
+        "L+E+T",
+    ]
+    numbers = table[[f"{cp}_{m}" for cp in ("LVEF", "LVM", "RVEF", "RVEDV")
+                     for m in ("md", "md_ci_low", "md_ci_high", "loa_low", "loa_high")]]  # fmt: skip
+    assert np.isfinite(numbers.to_numpy()).all()
+    assert len(pd.read_csv(results / "table2_cp18.csv").query("fraction == 1.0")) == 8 * 18
+    curves = pd.read_csv(results / "pearson_vs_fraction.csv")
+    assert set(curves["fraction"]) == {0.5, 1.0} and curves["method"].nunique() == 8
+    for figure in ("fig2a_attention.png", "fig2b_umap.png", "fig3_pearson_vs_fraction.png"):
+        assert (results / "figures" / figure).stat().st_size > 10_000, figure
+
+    root = book_source(tmp_path / "src")
+    html = build_book(root, results, plan, settings, output=tmp_path / "out")
+    page = (html / "book" / "results.html").read_text()
+    assert "Fig. 1" in page and "L+E+T (C-TRIP)" in page
+    assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan) - 1
+    assert "stage3_L_E_T" in (html / "book" / "provenance.html").read_text()
+
+    # Nothing changed: nothing runs.
+    assert main(["run", "--profile", "smoke", "--results", str(results), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert executed_runs(out) == set() and "0 executed" in out
+
+    # One Stage III parameter: exactly its run and the runs that read it.
+    override = ["--set", "methods.L_sup.frozen=true"]
+    assert (
+        main(["run", "--profile", "smoke", "--results", str(results), "--no-progress", *override])
+        == 0
+    )
+    assert executed_runs(capsys.readouterr().out) == {
+        "stage3_L_sup",
+        "table2",
+        "fraction_curves",
+        "attention_maps",
+    }
+    notebook = nbformat.read(results / "runs" / "stage3_L_sup" / "stage3_L_sup.ipynb", as_version=4)
+    injected = next(
+        c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])
+    )
+    assert "frozen = True" in injected.source
