@@ -38,8 +38,10 @@ def plot_fraction_curves(
         ax.set_title(f"{cp} [{CP_UNITS[cp]}]")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("Pearson r (test)")
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 8),
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room below the panels for the legend
     return fig
 
 
