@@ -162,10 +162,7 @@ def import_generic(
             mask = find_input(folder, f"{modality}_mask", MASK_SUFFIXES, folders=False)
             if mask is not None:
                 subject.masks[modality] = mask
-        if boxes and subject_id in boxes:
-            subject.boxes["localizer"] = boxes[subject_id]
-        if cmr_frames and subject_id in cmr_frames:
-            subject.cmr_frames = cmr_frames[subject_id]
+        subject.add_annotations(boxes, cmr_frames)
         subjects.append(subject)
     provenance = {
         "importer": "ctrip.io.generic",

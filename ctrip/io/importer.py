@@ -94,6 +94,17 @@ class SubjectFiles:
     boxes: dict[str, HeartBox] = field(default_factory=dict)
     cmr_frames: tuple[int, int] | None = None
 
+    def add_annotations(
+        self,
+        boxes: dict[str, HeartBox] | None,
+        cmr_frames: dict[str, tuple[int, int]] | None,
+    ) -> None:
+        """Attach the user's localizer heart box and cine ED/ES indices, where given."""
+        if boxes and self.id in boxes:
+            self.boxes["localizer"] = boxes[self.id]
+        if cmr_frames and self.id in cmr_frames:
+            self.cmr_frames = cmr_frames[self.id]
+
 
 def prepare_subject(subject: SubjectFiles, settings: ImportSettings) -> dict[str, np.ndarray]:
     """The model inputs of one subject, or `SubjectDropped` with the reason."""

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ctrip.data.cohort import sha256_of
 from ctrip.pipeline.plan import Run
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -44,14 +45,6 @@ class RunOutcome:
     status: str  # "executed" | "up to date"
     seconds: float
     key: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_hash(package_dir: Path = REPO_DIR / "ctrip") -> str:
@@ -76,13 +69,13 @@ def run_keys(plan: list[Run], notebooks_dir: Path, src_hash: str) -> dict[str, s
         if run.notebook is None:
             cohort = run.parameters["cohort"]
             nb_hash = (
-                sha256_file(Path(cohort["path"]) / "manifest.yaml") if cohort.get("path") else ""
+                sha256_of(Path(cohort["path"]) / "manifest.yaml") if cohort.get("path") else ""
             )
         else:
             path = notebooks_dir / run.notebook
             if not path.exists():
                 raise PipelineError(f"run {run.name}: notebook {path} does not exist")
-            nb_hash = sha256_file(path)
+            nb_hash = sha256_of(path)
         record = {"notebook": nb_hash, "parameters": run.parameters, "source": src_hash,
                   "inputs": {n: keys[n] for n in run.needs}}  # fmt: skip
         keys[run.name] = hashlib.sha256(_canonical(record).encode()).hexdigest()
@@ -227,7 +220,7 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
 
 
 def _output_hashes(out_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(out_dir)): sha256_file(p) for p in sorted(out_dir.rglob("*"))
+    return {str(p.relative_to(out_dir)): sha256_of(p) for p in sorted(out_dir.rglob("*"))
             if p.is_file() and p.name != "provenance.json"}  # fmt: skip
 
 
@@ -321,7 +314,7 @@ def run_plan(
     def record(run: Run) -> dict[str, Any]:
         return {"name": run.name, "notebook": run.notebook, "key": keys[run.name], "parameters": run.parameters,
                 "inputs": {n: keys[n] for n in run.needs},
-                "hashes": {"notebook_sha256": sha256_file(notebooks_dir / run.notebook) if run.notebook else None,
+                "hashes": {"notebook_sha256": sha256_of(notebooks_dir / run.notebook) if run.notebook else None,
                            "ctrip_source_sha256": src_hash}, **common}  # fmt: skip
 
     threads_env = jobs > 1 and "OMP_NUM_THREADS" not in os.environ

@@ -59,8 +59,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-_IMAGE_MODEL = {
-    "patch_size": 8,
+# The encoder/decoder sizes every modality starts from at the default profile.
+_TRANSFORMER = {
     "dim": 64,
     "depth": 2,
     "heads": 4,
@@ -71,6 +71,7 @@ _IMAGE_MODEL = {
     "mask_ratio": 0.75,
     "pool": "cls",
 }
+_IMAGE_MODEL = {"patch_size": 8, **_TRANSFORMER}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "models": {
@@ -81,27 +82,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "patch_seconds": 0.2,
             "per_lead": False,
             "highpass_hz": 0.67,
-            "dim": 64,
-            "depth": 2,
-            "heads": 4,
-            "mlp_ratio": 4.0,
-            "decoder_dim": 32,
-            "decoder_depth": 1,
-            "decoder_heads": 4,
-            "mask_ratio": 0.75,
-            "pool": "cls",
+            **_TRANSFORMER,
         },
-        "tabular": {
-            "dim": 64,
-            "depth": 2,
-            "heads": 4,
-            "mlp_ratio": 4.0,
-            "decoder_dim": 32,
-            "decoder_depth": 1,
-            "decoder_heads": 4,
-            "mask_ratio": 0.75,
-            "pool": "cls",
-        },
+        "tabular": dict(_TRANSFORMER),
     },
     "stage1": {
         "max_epochs": 30,
