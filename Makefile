@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 
-.PHONY: book test lint format lock bench clean
+.PHONY: book test lint format lock bench clean check-book
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,20 +14,32 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name ctrip --display-name "Python (ctrip)"
 	touch $(STAMP)
 
+# MathJax for the offline book: one pinned, integrity-checked npm package, fetched at set-up only.
+MATHJAX := book/_vendor/mathjax/VERSION
+$(MATHJAX): $(STAMP) ctrip/pipeline/mathjax.py
+	$(BIN)/python -m ctrip.pipeline.mathjax --dest book/_vendor
+	touch $@
+
 # Generate the synthetic cohort, run every notebook of the profile, build the book (_build/html).
-book: $(STAMP)
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/ctrip run --profile $(PROFILE) --book
 
+# Load every page of the built book in headless Chromium (installed from the distribution's
+# packages when missing): fails on console errors, missing images, broken links, external requests.
+HTML ?= _build/html
+check-book: $(STAMP)
+	$(BIN)/python scripts/check_book_in_browser.py $(HTML)
+
 # Lint, then the whole test suite (including the smoke profile end to end).
-test: $(STAMP) lint
+test: $(STAMP) $(MATHJAX) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check ctrip tests benchmarks
+	$(BIN)/ruff format --check ctrip tests benchmarks scripts book/_ext
 
 format: $(STAMP)
-	$(BIN)/ruff format ctrip tests benchmarks
+	$(BIN)/ruff format ctrip tests benchmarks scripts book/_ext
 	$(BIN)/ruff check --fix .
 
 # Re-pin the lock from the current environment (torch stays at 2.13.0).

@@ -3,17 +3,14 @@
 The chapters in `book/` are hand-written prose; every number they show comes from
 `book/executed/_includes/*.md`, written here from the results tables and provenance records.
 Executed notebooks are copied to `book/executed/` (numbered in run order, picked up by the
-`_toc.yml` glob) and MathJax 3 is vendored from npm into `book/_vendor/` for offline rendering.
+`_toc.yml` glob) and MathJax must already be vendored in `book/_vendor/` by the set-up step (offline build).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -22,36 +19,9 @@ import pandas as pd
 import yaml
 
 from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.plan import Run
 from ctrip.pipeline.runner import PipelineError, load_provenance, run_folder
-
-MATHJAX_PACKAGE = "mathjax@3"
-
-
-def vendor_mathjax(vendor_dir: Path) -> Path:
-    """MathJax 3's es5 bundle in `vendor_dir/mathjax/` (fetched once with `npm pack`)."""
-    target = vendor_dir / "mathjax"
-    if (target / "tex-chtml.js").exists():
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise PipelineError(
-            "npm is needed once to vendor MathJax for the book (npm pack mathjax@3)"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([npm, "pack", MATHJAX_PACKAGE, "--silent", "--pack-destination", tmp],
-                             capture_output=True, text=True)  # fmt: skip
-        tarballs = list(Path(tmp).glob("mathjax-*.tgz"))
-        if out.returncode != 0 or not tarballs:
-            raise PipelineError(f"npm pack {MATHJAX_PACKAGE} failed: {out.stderr.strip()[-500:]}")
-        staging = Path(tmp) / "staging"
-        with tarfile.open(tarballs[0]) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith("package/es5/")]
-            tar.extractall(staging, members=members, filter="data")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.move(staging / "package" / "es5", target)
-    return target
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -266,7 +236,10 @@ def build_book(
 ) -> Path:
     """Assemble `root/book/executed/` from the results and run `jupyter-book build -W`."""
     root, results_dir = Path(root).resolve(), Path(results_dir).resolve()
-    vendor_mathjax(root / "book" / "_vendor")
+    try:
+        require_mathjax(root / "book" / "_vendor")
+    except MathJaxError as err:
+        raise PipelineError(str(err)) from None
     executed = root / "book" / "executed"
     (executed / "figures").mkdir(parents=True, exist_ok=True)
     order = _copy_executed(plan, results_dir, executed)
