@@ -14,12 +14,15 @@ from ctrip.analysis.screening import (
     LVMI_ULN,
     SCREENING_FLAGS,
     ConformalIntervals,
+    abnormal_counts,
     body_surface_area,
     conformal_quantile,
     coverage,
     coverage_table,
     fit_conformal,
     flag_by_name,
+    format_intervals,
+    interval_table,
     roc_auc,
     roc_curve,
     screening_labels,
@@ -209,3 +212,29 @@ def test_coverage_plot():
         tables.append(t)
     fig = plot_coverage(pd.concat(tables, ignore_index=True))
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["LVEF", "LVM"]
+
+
+def test_abnormal_counts_by_hand():
+    subjects = pd.DataFrame({
+        "split": ["train", "train", "test", "test"], "sex": ["male", "female", "female", "male"],
+        "height": [180, 160, 160, 180], "weight": [80, 57.6, 57.6, 80],  # BSA 2.0, 1.6, 1.6, 2.0
+        "LVEF": [45, 60, 49, 55], "LVM": [150, 80, 110, 100], "RVEDV": [150, 100, 120, 200],
+    })  # fmt: skip
+    counts = abnormal_counts(subjects, flags=SCREENING_FLAGS[:2]).set_index(["flag", "split"])
+    assert counts.loc[("reduced_lvef", "all"), "n_abnormal"] == 2
+    assert counts.loc[("reduced_lvef", "test"), "n_abnormal"] == 1
+    # LVMI 75 (man, > 70.6), 50, 68.75 (woman, > 55.7), 50
+    assert counts.loc[("lv_hypertrophy", "train"), "n_abnormal"] == 1
+    assert counts.loc[("lv_hypertrophy", "all"), "prevalence"] == 0.5
+
+
+def test_interval_table_and_text_for_predict():
+    ci = ConformalIntervals(level=0.9, method="absolute", n_calibration=100,
+                            offsets={"LVEF": (-5.0, 5.0), "LVM": (-12.0, 12.0)})  # fmt: skip
+    cps = np.array([[55.0, 120.0], [40.0, 90.0]])
+    table = interval_table(ci, ["a", "b"], cps, ["LVEF", "LVM"])
+    assert table[["low", "high"]].to_numpy().tolist() == [[50, 60], [108, 132], [35, 45], [78, 102]]
+    text = format_intervals(ci, ["a", "b"], cps, ["LVEF", "LVM"])
+    assert "90% conformal" in text and "55.0 [50.0, 60.0]" in text and "90.0 [78.0, 102.0]" in text
+    with pytest.raises(ValueError, match="shape"):
+        interval_table(ci, ["a"], cps, ["LVEF", "LVM"])

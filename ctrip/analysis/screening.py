@@ -517,3 +517,72 @@ def screening_table(
         out.append({"flag": flag.name, "label": flag.label, "cp": flag.cp,
                     "verified_limit": flag.verified, **perf})  # fmt: skip
     return pd.DataFrame(out)
+
+
+def abnormal_counts(
+    subjects: pd.DataFrame,
+    flags: Sequence[ScreeningFlag] = SCREENING_FLAGS,
+    by: str | None = "split",
+) -> pd.DataFrame:
+    """How many subjects each flag marks abnormal by their reference CPs (columns named as the
+    CPs, sex, and bsa or height and weight), per value of `by` (e.g. split) and in total: the
+    number that decides whether AUROC, sensitivity and specificity are estimable."""
+    table = subjects
+    if "bsa" not in table and {"height", "weight"} <= set(table.columns):
+        table = table.assign(bsa=body_surface_area(table["height"], table["weight"]))
+    groups = [("all", table)]
+    if by is not None:
+        if by not in table:
+            raise ValueError(f"the subjects table lacks the column {by!r}")
+        groups += [(str(k), g) for k, g in table.groupby(by, sort=False)]
+    rows = []
+    for flag in flags:
+        if flag.cp not in table:
+            raise ValueError(f"the subjects table lacks the column {flag.cp!r} (flag {flag.name})")
+        for key, part in groups:
+            bsa = part["bsa"].to_numpy(float) if flag.indexed else None
+            abnormal = screening_labels(flag, part[flag.cp], part["sex"], bsa)
+            rows.append({"flag": flag.name, "label": flag.label, by or "group": key,
+                         "n": len(part), "n_abnormal": int(abnormal.sum()),
+                         "prevalence": float(abnormal.mean()) if len(part) else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def interval_table(
+    intervals: ConformalIntervals, ids: Sequence[str], cps: Any, cp_names: Sequence[str] = CP_NAMES
+) -> pd.DataFrame:
+    """Long table for `ctrip predict`: id, phenotype, value, low, high, unit, level, from the
+    predictions `cps` (subjects x len(cp_names), in CP units)."""
+    values = np.asarray(cps, dtype=np.float64)
+    if values.shape != (len(ids), len(cp_names)):
+        raise ValueError(
+            f"expected predictions of shape {(len(ids), len(cp_names))}, got {values.shape}"
+        )
+    rows = []
+    for i, sid in enumerate(ids):
+        for j, cp in enumerate(cp_names):
+            low, high = intervals.interval(cp, values[i, j])
+            rows.append({"id": sid, "phenotype": cp, "value": values[i, j], "low": float(low),
+                         "high": float(high), "unit": CP_UNITS.get(cp, ""),
+                         "level": intervals.level})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def format_intervals(
+    intervals: ConformalIntervals, ids: Sequence[str], cps: Any, cp_names: Sequence[str] = CP_NAMES
+) -> str:
+    """A text table for `ctrip predict`: one row per phenotype, per subject "value [low, high]"
+    at the intervals' level."""
+    table = interval_table(intervals, ids, cps, cp_names)
+    cells = {
+        (r.id, r.phenotype): f"{r.value:.1f} [{r.low:.1f}, {r.high:.1f}]"
+        for r in table.itertuples(index=False)
+    }
+    width = max(22, *(len(str(s)) for s in ids), *(len(c) for c in cells.values()))
+    title = f"{intervals.level:.0%} conformal prediction intervals ({intervals.method})"
+    header = f"{'phenotype':<10} {'unit':<6} " + " ".join(f"{s:>{width}}" for s in ids)
+    rows = [
+        f"{cp:<10} {CP_UNITS.get(cp, ''):<6} " + " ".join(f"{cells[(s, cp)]:>{width}}" for s in ids)
+        for cp in cp_names
+    ]
+    return "\n".join([title, header, *rows])
