@@ -32,7 +32,7 @@ from ctrip.analysis.screening import (
     sensitivity_specificity,
     wilson_interval,
 )
-from ctrip.analysis.screening_figures import plot_coverage, plot_roc_curves
+from ctrip.analysis.screening_figures import plot_coverage, plot_roc_curves, plot_roc_panels
 
 matplotlib.use("Agg")
 
@@ -198,6 +198,10 @@ def test_screening_table_perfect_and_noisy():
         screening_table(pred, subjects.iloc[1:], n_boot=10)
     fig = plot_roc_curves({"perfect": perfect.iloc[1], "noisy": noisy.iloc[1]}, "LV hypertrophy")
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) >= 3
+    panels = {row["label"]: {"perfect": row} for _, row in perfect.iterrows()}
+    assert len(plot_roc_panels(panels).axes) == 3
+    flat = screening_table(pred, subjects, n_boot=10, with_curve=False)
+    assert "fpr" not in flat and flat["auroc"].tolist() == perfect["auroc"].tolist()
 
 
 def test_coverage_plot():

@@ -499,10 +499,12 @@ def screening_table(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    with_curve: bool = True,
 ) -> pd.DataFrame:
     """One row per flag: the true label from "<CP>_ref", the score from "<CP>_pred" (same
     sex and BSA), prevalence, AUROC, sensitivity and specificity at the published limit with
-    bootstrap CIs, and the ROC points (columns fpr, tpr hold arrays). `subjects` gives id, sex
+    bootstrap CIs, and with `with_curve` the ROC points (columns fpr and tpr hold arrays; leave
+    them out for a CSV). `subjects` gives id, sex
     and bsa (or height in cm and weight in kg, for Mosteller's BSA)."""
     rows = _subject_rows(_split_rows(predictions, split), subjects)
     out = []
@@ -514,6 +516,8 @@ def screening_table(
         truth = screening_labels(flag, rows[f"{flag.cp}_ref"], rows["sex"], bsa)
         score = screening_score(flag, rows[f"{flag.cp}_pred"], rows["sex"], bsa)
         perf = screening_performance(truth, score, n_boot, seed, confidence)
+        if not with_curve:
+            del perf["fpr"], perf["tpr"]
         out.append({"flag": flag.name, "label": flag.label, "cp": flag.cp,
                     "verified_limit": flag.verified, **perf})  # fmt: skip
     return pd.DataFrame(out)

@@ -11,17 +11,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
-def plot_roc_curves(results: Mapping[str, Mapping], title: str = "") -> Figure:
-    """One ROC panel with a curve per method. `results` maps a method label to a
-    `screening_performance` result (or a `screening_table` row): fpr, tpr, auroc and its
-    bootstrap CI (auroc_ci_low, auroc_ci_high), which the legend shows. The marker on each
-    curve is the operating point at the published threshold (1 - specificity, sensitivity)."""
+def _draw_roc(ax: plt.Axes, results: Mapping[str, Mapping], title: str) -> None:
     if not results:
         raise ValueError("no ROC results to plot")
-    fig, ax = plt.subplots(figsize=(4.8, 4.6))
     for label, res in results.items():
         line = ax.plot(np.asarray(res["fpr"]), np.asarray(res["tpr"]), lw=1.4,
-                       label=f"{label}: AUROC {res['auroc']:.2f} "
+                       label=f"{label}: {res['auroc']:.2f} "
                        f"({res['auroc_ci_low']:.2f}-{res['auroc_ci_high']:.2f})")  # fmt: skip
         if "sensitivity" in res and np.isfinite(res["sensitivity"]):
             ax.plot(1 - res["specificity"], res["sensitivity"], "o", ms=5,
@@ -32,10 +27,31 @@ def plot_roc_curves(results: Mapping[str, Mapping], title: str = "") -> Figure:
     ax.set_aspect("equal")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", title="AUROC (95% CI); dot: at threshold",
-              title_fontsize=7)  # fmt: skip
+    ax.legend(fontsize=6.5, loc="lower right", title="AUROC (95% CI); dot: at threshold",
+              title_fontsize=6.5)  # fmt: skip
+
+
+def plot_roc_curves(results: Mapping[str, Mapping], title: str = "") -> Figure:
+    """One ROC panel with a curve per method. `results` maps a method label to a
+    `screening_performance` result (or a `screening_table` row): fpr, tpr, auroc and its
+    bootstrap CI (auroc_ci_low, auroc_ci_high), which the legend shows. The marker on each
+    curve is the operating point at the published threshold (1 - specificity, sensitivity)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    _draw_roc(ax, results, title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_panels(panels: Mapping[str, Mapping[str, Mapping]]) -> Figure:
+    """One ROC panel per flag (`panels` maps a panel title, e.g. the flag's label, to the
+    `results` of `plot_roc_curves`), side by side in one figure."""
+    if not panels:
+        raise ValueError("no ROC panels to plot")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), squeeze=False)
+    for ax, (title, results) in zip(axes[0], panels.items()):
+        _draw_roc(ax, results, title)
     fig.tight_layout()
     return fig
 
