@@ -47,6 +47,8 @@ def test_recall_on_a_constructed_permutation():
     assert retrieval_recall(eye, eye, ks=(1,))["recall@1"] == 1.0
     with pytest.raises(ValueError, match="different subjects"):
         retrieval_recall(eye, eye[:5])
+    with pytest.raises(ValueError, match="shared space"):
+        retrieval_recall(eye, eye[:, :5])
     with pytest.raises(ValueError, match="all-zero"):
         retrieval_recall(np.vstack([eye[:5], np.zeros(6)]), eye)
 

@@ -48,6 +48,11 @@ def retrieval_ranks(query: Any, gallery: Any) -> np.ndarray:
     q, g = _matrix(query, "query"), _matrix(gallery, "gallery")
     if q.shape[0] != g.shape[0]:
         raise ValueError(f"query and gallery hold different subjects: {q.shape[0]} vs {g.shape[0]}")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(
+            f"query and gallery embeddings differ in width ({q.shape[1]} vs {g.shape[1]}): "
+            "retrieval needs the shared space (embed(..., projected=True))"
+        )
     sim = _unit_rows(q, "query") @ _unit_rows(g, "gallery").T
     own = np.diag(sim)
     # subjects other than the true match with similarity >= the match's (float-safe ties)
@@ -99,7 +104,8 @@ def alignment_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Retrieval for each (query, gallery) modality pair on the subjects both hold, and the
     participation ratio of each modality. `embeddings` maps a modality to (ids, features), e.g.
-    from `ctrip.stages.train.embed` on the test split. Returns (retrieval, participation):
+    from `ctrip.stages.train.embed(stage2_checkpoint, cohort, modality, "test", projected=True)`
+    (the shared space, where cosine similarity across modalities means something). Returns (retrieval, participation):
     retrieval rows query, gallery, n, recall@k, chance@k, median_rank; participation rows
     modality, n, dim, participation_ratio."""
     index = {m: _by_id(ids, f, m) for m, (ids, f) in embeddings.items()}
