@@ -1,0 +1,112 @@
+"""Cross-modal retrieval, participation ratio and paired r differences on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.linalg import hadamard
+
+from ctrip.analysis.alignment import (
+    alignment_table,
+    paired_r_differences,
+    participation_ratio,
+    retrieval_ranks,
+    retrieval_recall,
+)
+from ctrip.metrics import paired_bootstrap, pearson
+
+
+def at_angles(degrees: list[float]) -> np.ndarray:
+    rad = np.deg2rad(degrees)
+    return np.stack([np.cos(rad), np.sin(rad)], axis=1)
+
+
+def test_retrieval_ranks_by_hand():
+    query = at_angles([0, 90, 180, 270])
+    gallery = at_angles([10, 90, 200, 5]) * np.array(
+        [[2.0], [0.5], [3.0], [1.0]]
+    )  # cosine: scale-free
+    # query 0 (0 deg): gallery 3 (5 deg) beats its own (10 deg) -> rank 2
+    # query 1: exact match -> 1; query 2 (180): own at 200 (cos 20) beats all -> 1
+    # query 3 (270): own at 5 deg (cos 265 = -0.087) loses to 200 deg (cos 70 = 0.34) -> 2
+    assert retrieval_ranks(query, gallery).tolist() == [2, 1, 1, 2]
+    rec = retrieval_recall(query, gallery, ks=(1, 2, 4))
+    assert rec["recall@1"] == 0.5 and rec["recall@2"] == 1.0 and rec["recall@4"] == 1.0
+    assert rec["chance@1"] == 0.25 and rec["chance@2"] == 0.5 and rec["median_rank"] == 1.5
+
+
+def test_recall_on_a_constructed_permutation():
+    eye = np.eye(6)
+    perm = [0, 1, 2, 4, 5, 3]  # subjects 0-2 keep their own row, 3-5 are cycled
+    rec = retrieval_recall(eye, eye[perm], ks=(1, 5, 6))
+    # a cycled subject's own gallery row is orthogonal to its query, tied (0) with four others
+    # and beaten by one: ties count against the match, so its rank is 6
+    assert rec["recall@1"] == 0.5 and rec["recall@5"] == 0.5 and rec["recall@6"] == 1.0
+    assert rec["chance@1"] == pytest.approx(1 / 6) and rec["chance@5"] == pytest.approx(5 / 6)
+    assert retrieval_recall(eye, eye, ks=(1,))["recall@1"] == 1.0
+    with pytest.raises(ValueError, match="different subjects"):
+        retrieval_recall(eye, eye[:5])
+    with pytest.raises(ValueError, match="shared space"):
+        retrieval_recall(eye, eye[:, :5])
+    with pytest.raises(ValueError, match="all-zero"):
+        retrieval_recall(np.vstack([eye[:5], np.zeros(6)]), eye)
+
+
+def test_participation_ratio_isotropic_rank1_and_by_hand():
+    h = hadamard(8).astype(float)[:, 1:]  # 7 orthogonal zero-mean +-1 columns
+    assert participation_ratio(h[:, :4]) == pytest.approx(4.0)  # isotropic in 4 dims
+    t = h[:, 0]
+    assert participation_ratio(np.outer(t, [1.0, -2.0, 0.5, 3.0])) == pytest.approx(1.0)
+    # covariance eigenvalues in ratio 3 : 1 -> (3 + 1)^2 / (9 + 1) = 1.6
+    x = np.stack([np.sqrt(3) * h[:, 0], h[:, 1]], axis=1)
+    assert participation_ratio(x) == pytest.approx(1.6)
+    # an offset does not matter (covariance), a rotation does not matter either
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
+    assert participation_ratio(h[:, :4] @ q + 5.0) == pytest.approx(4.0)
+    assert np.isnan(participation_ratio(np.ones((5, 3))))
+
+
+def test_alignment_table_matches_by_id():
+    rng = np.random.default_rng(0)
+    ids = np.array([f"S{i:02d}" for i in range(20)])
+    loc = rng.normal(size=(20, 8))
+    order = rng.permutation(20)
+    ecg = (ids[order], loc[order] + 0.01 * rng.normal(size=(20, 8)))  # same subjects, shuffled
+    tab = (ids[:15], rng.normal(size=(15, 8)))  # unrelated, 15 shared subjects
+    retrieval, participation = alignment_table(
+        {"localizer": (ids, loc), "ecg": ecg, "tabular": tab}, ks=(1, 10)
+    )
+    le = retrieval.set_index("gallery").loc["ecg"]
+    assert le["n"] == 20 and le["recall@1"] == 1.0 and le["chance@10"] == 0.5
+    lt = retrieval.set_index("gallery").loc["tabular"]
+    assert lt["n"] == 15 and lt["chance@1"] == pytest.approx(1 / 15)
+    assert list(participation["modality"]) == ["localizer", "ecg", "tabular"]
+    assert (participation["participation_ratio"] > 1).all()
+    with pytest.raises(ValueError, match="duplicate"):
+        alignment_table({"localizer": (ids, loc), "ecg": (np.r_[ids[:19], ids[:1]], loc)})
+
+
+def frame(ref: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"S{i}" for i in range(len(ref))], "split": "test",
+                         "LVM_ref": ref, "LVM_pred": pred})  # fmt: skip
+
+
+def test_paired_r_differences_reuses_the_paired_bootstrap():
+    rng = np.random.default_rng(4)
+    ref = rng.normal(100, 20, 200)
+    good, poor = ref + rng.normal(0, 10, 200), ref + rng.normal(0, 30, 200)
+    table = paired_r_differences(
+        {"L_sup": frame(ref, poor), "C-TRIP": frame(ref, good)}, "L_sup", ["LVM"], n_boot=300
+    )
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["method"] == "C-TRIP" and row["baseline"] == "L_sup"
+    assert row["r"] == pytest.approx(pearson(good, ref)["r"])
+    assert row["r_baseline"] == pytest.approx(pearson(poor, ref)["r"])
+    assert row["difference"] == pytest.approx(row["r"] - row["r_baseline"])
+    direct = paired_bootstrap(good, poor, ref, "r", n_boot=300, seed=0)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((direct["ci_low"], direct["ci_high"]))
+    assert row["ci_low"] > 0  # the better method's advantage is resolved
+    with pytest.raises(KeyError):
+        paired_r_differences({"C-TRIP": frame(ref, good)}, "L_sup", ["LVM"])
