@@ -34,6 +34,7 @@ from ctrip.io.importer import (
     ImportSettings,
     SubjectFiles,
     find_input,
+    id_problem,
     run_import,
     tabular_variants,
 )
@@ -76,6 +77,13 @@ class Showcase:
         wanted = [eid[0], *(n for cols in self.columns.values() for _, n in cols)]
         self.frame = pd.read_csv(self.path, usecols=wanted, dtype={eid[0]: str}, low_memory=False)
         self.ids = self.frame[eid[0]].astype(str).str.strip()
+        for row, eid_value in enumerate(self.ids):
+            if problem := id_problem(eid_value):
+                raise CohortError(
+                    f"line {row + 2}: {problem}; participant ids name bulk and work files",
+                    file=self.path,
+                    field=eid[0],
+                )
         if self.ids.duplicated().any():
             raise CohortError(
                 "duplicate participant id",
