@@ -269,3 +269,42 @@ def test_import_checks_free_space_first(root: Path, tmp_path: Path, monkeypatch)
     with pytest.raises(CohortError, match="not enough free disk space"):
         _import(root, tmp_path / "c")
     assert not list((tmp_path / "c.work" / "subjects").iterdir())
+
+
+# ---- item 7 for tables: undecodable or malformed CSVs name the file ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"id,sex\n\xff\xfe,F\n", "not UTF-8"),
+        (b"", "not a readable CSV"),
+        (b'id,sex\n"S01,F\n', "not a readable CSV"),
+    ],
+)
+def test_unreadable_tables_name_the_file(
+    tmp_path: Path, content: bytes, expected: str, capsys
+) -> None:
+    (tmp_path / "subjects.csv").write_bytes(content)
+    argv = ["cohort", "import", "generic", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--no-progress"]  # fmt: skip
+    assert cli_main(argv) == 2
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith(f"error: {tmp_path / 'subjects.csv'}: ") and expected in line
+    (tmp_path / "ukb.csv").write_bytes(content)
+    with pytest.raises(CohortError, match="ukb.csv"):
+        Showcase(tmp_path / "ukb.csv", {31})
+
+
+def test_ctrip_debug_shows_the_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "ctrip.cli", "cohort", "validate", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    quiet = subprocess.run(argv, capture_output=True, text=True, env=env)
+    loud = subprocess.run(argv, capture_output=True, text=True, env={**env, "CTRIP_DEBUG": "1"})
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert "manifest.yaml" in quiet.stderr.splitlines()[0]
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

@@ -35,6 +35,7 @@ from ctrip.io.importer import (
     find_input,
     id_problem,
     inside,
+    read_table_csv,
     run_import,
     tabular_variants,
 )
@@ -55,7 +56,7 @@ def read_table(path: str | Path, categorical: list[str] | None = None) -> dict[s
     path = Path(path)
     if not path.exists():
         raise CohortError("the subjects table is missing", file=path)
-    table = pd.read_csv(path, dtype={"id": str})
+    table = read_table_csv(path, dtype={"id": str})
     for column in REQUIRED:
         if column not in table.columns:
             raise CohortError("a required column is missing", file=path, field=column)

@@ -531,9 +531,26 @@ def find_input(
     return None
 
 
+def read_table_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """`pandas.read_csv`, with any failure (missing, not UTF-8, malformed) one error naming the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError as err:
+        raise CohortError("no such file", file=path) from err
+    except UnicodeDecodeError as err:
+        raise CohortError(
+            f"not UTF-8 text ({err.reason} at byte {err.start}); save the table as UTF-8 CSV",
+            file=path,
+        ) from err
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CohortError(
+            f"not a readable CSV table ({' '.join(str(err).split())})", file=path
+        ) from err
+
+
 def read_boxes(path: str | Path) -> dict[str, HeartBox]:
     """Heart boxes by subject from a CSV with columns id, r0, c0, r1, c1 and optionally slice."""
-    frame = pd.read_csv(path, dtype={"id": str})
+    frame = read_table_csv(path, dtype={"id": str})
     missing = [c for c in ("id", "r0", "c0", "r1", "c1") if c not in frame.columns]
     if missing:
         raise CohortError(f"heart-box table lacks columns {missing}", file=path)
@@ -552,7 +569,7 @@ def read_boxes(path: str | Path) -> dict[str, HeartBox]:
 
 def read_cmr_frames(path: str | Path) -> dict[str, tuple[int, int]]:
     """End-diastole and end-systole frame indices by subject from a CSV: id, ed, es."""
-    frame = pd.read_csv(path, dtype={"id": str})
+    frame = read_table_csv(path, dtype={"id": str})
     missing = [c for c in ("id", "ed", "es") if c not in frame.columns]
     if missing:
         raise CohortError(f"cine frame table lacks columns {missing}", file=path)
