@@ -39,6 +39,7 @@ BAD = {
     "RATENEG": ("ecg", -5.0, "unreadable file", ["ecg.xml", "sampling rate"]),
     "RATEINF": ("ecg", float("inf"), "unreadable file", ["ecg.xml", "sampling rate"]),
     "RATEHUGE": ("ecg", 1e9, "unreadable file", ["ecg.xml", "sampling rate"]),
+    "MICROVOLT": ("ecg", "uV", "unreadable file", ["ecg.xml", "microvolts"]),
     "EMPTYNPY": ("localizer", b"", "unreadable file", ["localizer.npy", "empty"]),
     "TINY": ("localizer", np.ones((5, 2, 2)), "wrong geometry", ["localizer.npy", "pixels"]),
     "NANPIX": ("localizer", "nan", "wrong geometry", ["localizer.npy", "NaN"]),
@@ -91,7 +92,11 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if subject not in BAD:
             continue
         modality, value = BAD[subject][:2]
-        if modality == "ecg":
+        if isinstance(value, str) and value == "uV":
+            record = _ecg()
+            record.signal = record.signal * 1000.0  # microvolt numbers in a mV record
+            write_cardiosoft_xml(folder / "ecg.xml", record)
+        elif modality == "ecg":
             write_cardiosoft_xml(folder / "ecg.xml", _ecg(value))
         elif isinstance(value, bytes):
             (folder / "localizer.npy").write_bytes(value)

@@ -155,8 +155,7 @@ class CohortWriter:
             self._arrays[name] = np.lib.format.open_memmap(
                 file, mode="w+", dtype=dtype, shape=full_shape
             )
-            with open(file, "r+b") as handle:
-                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            _allocate(file)
         return self._arrays[name]
 
     def finish(
@@ -278,6 +277,18 @@ class CohortWriter:
             shutil.rmtree(self.out_dir)
         self.partial.rename(self.out_dir)
         return self.out_dir
+
+
+def _allocate(file: Path) -> None:
+    """Reserve the disk blocks of `file` (a sparse memory-mapped array) where the system can."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the free-space check must do
+        return
+    with open(file, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
 
 
 class PlausibilityWarning(UserWarning):
@@ -463,7 +474,7 @@ class Cohort:
                     f"e.g. subject {first}: {implausible.message}"
                 )
         if "ecg" in self._arrays:
-            error, warning = plausibility.check_ecg_rate(self.ecg_sampling_rate_hz)
+            _, warning = plausibility.check_ecg_rate(self.ecg_sampling_rate_hz)
             if warning:
                 self.warnings.append(f"{MANIFEST}: field ecg.sampling_rate_hz: {warning}")
         for name, values in self._arrays.items():

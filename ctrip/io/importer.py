@@ -212,6 +212,12 @@ def prepare_subject(subject: SubjectFiles, settings: ImportSettings) -> dict[str
                 "wrong geometry",
                 f"{subject.files[modality]}: prepared {modality} is {array.shape} or not finite",
             )
+    if "ecg" in arrays and np.abs(arrays["ecg"]).max() > plausibility.ECG_MV_MAX:
+        raise SubjectDropped(
+            "unreadable file",
+            f"{subject.files['ecg']}: amplitude {np.abs(arrays['ecg']).max():.0f} mV, above "
+            f"{plausibility.ECG_MV_MAX:g} mV: microvolts labelled as mV, or a saturated recording",
+        )
     return arrays
 
 
