@@ -321,3 +321,12 @@ def test_synth_arguments_are_checked(tmp_path: Path, option: str, value: str, ca
     assert done.value.code == 2 and "Traceback" not in err
     assert f"argument {option}" in err.splitlines()[-1]
     assert not (tmp_path / "c").exists()
+
+
+def test_commands_print_plausibility_warnings_as_lines(tmp_path: Path, capsys) -> None:
+    argv = ["cohort", "synth", "--n", "6", "--out", str(tmp_path / "c"), "--profile", "smoke",
+            "--no-progress"]  # fmt: skip
+    assert cli_main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {tmp_path / 'c'}: ") and "only 1 val subject" in err
+    assert "PlausibilityWarning" not in err

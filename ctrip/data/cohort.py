@@ -27,7 +27,10 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +139,6 @@ class CohortWriter:
             self.partial.mkdir(parents=True)
         self.n_subjects = int(n_subjects)
         self._arrays: dict[str, np.memmap] = {}
-        self._reserved = 0
 
     def array(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> np.memmap:
         """A writable (n_subjects, *shape) memory map for modality `name`.
@@ -148,9 +150,9 @@ class CohortWriter:
             raise ValueError(f"unknown array modality {name!r}; expected one of {ARRAY_MODALITIES}")
         full_shape = (self.n_subjects, *(int(s) for s in shape))
         file = self.partial / f"{name}.npy"
+        # Arrays allocated before this one already hold their blocks (see `_allocate`).
         nbytes = int(np.prod(full_shape)) * np.dtype(dtype).itemsize
-        self._reserved += nbytes
-        check_free_space(self.partial, self._reserved + _FREE_SPACE_MARGIN)
+        check_free_space(self.partial, nbytes + _FREE_SPACE_MARGIN)
         with write_errors(file):
             self._arrays[name] = np.lib.format.open_memmap(
                 file, mode="w+", dtype=dtype, shape=full_shape
@@ -293,6 +295,22 @@ def _allocate(file: Path) -> None:
 
 class PlausibilityWarning(UserWarning):
     """A value that is possible but outside the plausible range (see `ctrip.data.plausibility`)."""
+
+
+@contextmanager
+def plausibility_warnings_printed() -> Iterator[None]:
+    """For commands: print plausibility warnings as `warning: ...` lines on stderr, not as Python
+    warnings with a source line; every other warning passes through unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlausibilityWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, PlausibilityWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 def check_replaceable(path: Path) -> None:

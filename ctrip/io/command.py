@@ -10,9 +10,13 @@ imported and who was dropped, and why (also written to <out>/import_report.txt).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ctrip.arguments import number_in
 from ctrip.io.preprocess import DEFAULT_CROP_MM
+
+if TYPE_CHECKING:
+    from ctrip.io.importer import ImportReport
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +95,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctrip.data.cohort import plausibility_warnings_printed
+
+    with plausibility_warnings_printed():
+        report = _import(args)
+    print(report.summary())
+    print(f"cohort written to {report.cohort}; report in {report.cohort}/import_report.txt")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> ImportReport:
     from ctrip.io.importer import ImportSettings, read_boxes, read_cmr_frames
 
     settings = ImportSettings(
@@ -131,6 +145,4 @@ def run(args: argparse.Namespace) -> int:
             args.root, args.out, settings, table_csv=args.table, categorical=categorical,
             source=args.source, **common,
         )  # fmt: skip
-    print(report.summary())
-    print(f"cohort written to {report.cohort}; report in {report.cohort}/import_report.txt")
-    return 0
+    return report

@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrip.data.cohort import CohortError
+    from ctrip.data.cohort import CohortError, plausibility_warnings_printed
     from ctrip.data.synth.generate import synthesize_cohort
 
     sizes = SynthSizes.for_profile(args.profile)
@@ -70,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: sizes too small to simulate: {sizes}", file=sys.stderr)
         return 2
     try:
-        path = synthesize_cohort(
-            args.out, args.n, args.seed, sizes, workers=args.workers,
-            progress=not args.no_progress, chunk_size=args.chunk_size, overwrite=args.overwrite,
-        )  # fmt: skip
+        with plausibility_warnings_printed():
+            path = synthesize_cohort(
+                args.out, args.n, args.seed, sizes, workers=args.workers,
+                progress=not args.no_progress, chunk_size=args.chunk_size,
+                overwrite=args.overwrite,
+            )  # fmt: skip
     except FileExistsError:
         print(f"error: {args.out} already exists (pass --overwrite to replace it)", file=sys.stderr)
         return 2
