@@ -313,3 +313,21 @@ def test_ctrip_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
     assert "manifest.yaml" in quiet.stderr.splitlines()[0]
     assert loud.returncode != 0 and "Traceback" in loud.stderr
+
+
+def test_an_unexpected_reader_error_names_the_file(root: Path, monkeypatch) -> None:
+    import ctrip.io.importer as importer
+
+    def broken(path):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(importer, "read_ecg", broken)
+    subject = SubjectFiles(
+        id="G1", files={"localizer": root / "G1" / "localizer.npy", "ecg": root / "G1" / "ecg.xml"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SubjectDropped) as caught:
+            importer.prepare_subject(subject, SETTINGS)
+    assert caught.value.reason == "unreadable file"
+    assert caught.value.detail == f"{root / 'G1' / 'ecg.xml'}: ZeroDivisionError: division by zero"

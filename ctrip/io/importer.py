@@ -202,9 +202,11 @@ def prepare_subject(subject: SubjectFiles, settings: ImportSettings) -> dict[str
     except (SubjectDropped, KeyboardInterrupt):
         raise
     except Exception as err:  # any reader failure drops this subject, never the batch
-        files = ", ".join(str(f) for f in subject.files.values())
+        # modalities are prepared in ARRAY_MODALITIES order: the failed one has no array yet
+        failed = [m for m in ARRAY_MODALITIES if m in settings.modalities and m not in arrays]
+        file = subject.files[failed[0]]
         raise SubjectDropped(
-            "unreadable file", f"{files}: {type(err).__name__}: {err}".replace("\n", " ")
+            "unreadable file", f"{file}: {type(err).__name__}: {' '.join(str(err).split())}"
         ) from err
     for modality, array in arrays.items():
         if array.shape != settings.shape(modality) or not np.isfinite(array).all():
