@@ -331,3 +331,20 @@ def test_an_unexpected_reader_error_names_the_file(root: Path, monkeypatch) -> N
             importer.prepare_subject(subject, SETTINGS)
     assert caught.value.reason == "unreadable file"
     assert caught.value.detail == f"{root / 'G1' / 'ecg.xml'}: ZeroDivisionError: division by zero"
+
+
+def test_oversized_dicom_and_ecg_files_are_refused(tmp_path: Path, monkeypatch) -> None:
+    import ctrip.io.ecg as ecg_module
+    from ctrip.io.ecg import read_ecg
+
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "IM1.dcm").write_bytes(b"\0" * 5000)
+    monkeypatch.setattr(images, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(UnreadableFileError, match="IM1.dcm: .* refused"):
+        read_localizer(tmp_path / "series")
+    with pytest.raises(UnreadableFileError, match="IM1.dcm: .* refused"):
+        read_localizer(tmp_path / "series" / "IM1.dcm")
+    write_cardiosoft_xml(tmp_path / "ecg.xml", _ecg())
+    monkeypatch.setattr(ecg_module, "MAX_ECG_FILE_BYTES", 1000)
+    with pytest.raises(UnreadableFileError, match="ecg.xml: .* refused"):
+        read_ecg(tmp_path / "ecg.xml")

@@ -26,7 +26,10 @@ from ctrip.data.schema import LEADS
 from ctrip.io.errors import GeometryError, UnreadableFileError
 
 ECG_SUFFIXES: tuple[str, ...] = (".xml", ".hea", ".dcm")
-ECG_RATE_RANGE_HZ = (50.0, 20_000.0)  # a resting 12-lead ECG is recorded at 250-1000 Hz
+ECG_RATE_RANGE_HZ = (50.0, 20_000.0)
+MAX_ECG_FILE_BYTES = (
+    64 << 20
+)  # a 10 s 12-lead XML is ~0.5 MB; refuse what would fill memory  # a resting 12-lead ECG is recorded at 250-1000 Hz
 _TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 _LEAD_BY_KEY = {lead.lower(): lead for lead in LEADS}
 
@@ -194,6 +197,12 @@ def read_ecg(path: str | Path) -> EcgRecord:
     path = Path(path)
     if not path.exists() and not path.with_suffix(".hea").exists():
         raise UnreadableFileError(f"{path}: no such file")
+    for part in (path, path.with_suffix(".dat")):
+        if part.is_file() and part.stat().st_size > MAX_ECG_FILE_BYTES:
+            raise UnreadableFileError(
+                f"{part}: {part.stat().st_size >> 20} MiB, far more than a resting ECG "
+                f"(limit {MAX_ECG_FILE_BYTES >> 20} MiB); refused"
+            )
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return read_cardiosoft_xml(path)

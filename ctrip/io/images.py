@@ -88,7 +88,14 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
 
     found = []
     if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if len(files) > MAX_ARCHIVE_MEMBERS:
+            raise UnreadableFileError(
+                f"{path}: {len(files)} files, more than the {MAX_ARCHIVE_MEMBERS} an imaging "
+                "exam holds; refused"
+            )
+        for file in files:
+            _check_file_size(file)
             if (ds := read(str(file), file)) is not None:
                 found.append((str(file), ds))
     elif path.suffix.lower() == ".zip":
@@ -111,6 +118,7 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
     else:
         if not path.exists():
             raise UnreadableFileError(f"{path}: no such file")
+        _check_file_size(path)
         ds = read(str(path), path)
         if ds is None:
             raise UnreadableFileError(f"{path}: not a DICOM image")
@@ -118,6 +126,14 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
     if not found:
         raise UnreadableFileError(f"{path}: no DICOM image found")
     return found
+
+
+def _check_file_size(file: Path) -> None:
+    if file.stat().st_size > MAX_MEMBER_BYTES:
+        raise UnreadableFileError(
+            f"{file}: {file.stat().st_size >> 20} MiB, far more than one DICOM image "
+            f"(limit {MAX_MEMBER_BYTES >> 20} MiB); refused"
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> bytes:
