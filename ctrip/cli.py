@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
-    except (CohortError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (CohortError, ValueError, OSError) as err:  # OSError: a file that cannot be read
+        # or written (missing, permission, full disk) is the user's to fix: one line, no traceback
         if os.environ.get("CTRIP_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

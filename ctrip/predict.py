@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +31,8 @@ from ctrip.io.preprocess import DEFAULT_CROP_MM, HeartBox
 
 if TYPE_CHECKING:
     import pandas as pd
+
+PREPROCESSED_TOLERANCE = 1e-3  # model input is in [0, 1] up to float rounding
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -77,18 +80,67 @@ def load_localizer_regressor(checkpoint: str | Path) -> tuple[Any, dict[str, Any
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    check_checkpoint(ckpt, path)
+    try:
+        return load_regressor(path), ckpt
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError, IndexError) as err:
+        raise checkpoint_error(path, err) from err
+
+
+# What a Stage III checkpoint must hold for `predict`: field -> (type, what it is).
+_CHECKPOINT_FIELDS: dict[str, tuple[type, str]] = {
+    "specs": (dict, "the encoder specifications by modality"),
+    "encoders": (dict, "the encoder weights by modality"),
+    "head": (dict, "the regression head (spec and state_dict)"),
+    "stats": (dict, "the input and target normalization statistics"),
+}
+_HEAD_SPEC = ("in_dim", "out_dim", "hidden", "dropout")
+
+
+def check_checkpoint(ckpt: Any, path: str | Path, modality: str = "localizer") -> None:
+    """Raise a one-line `ValueError` naming `path` and the field when `ckpt` (a loaded dict)
+    is not a usable Stage III checkpoint of `modality`; the model loader can then trust it."""
     kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
     if kind != "stage3":
         what = f"a {kind} checkpoint" if kind else "not a C-TRIP checkpoint"
         raise ValueError(
             f"{path}: {what}; predict needs a Stage III (fine-tuned) localizer checkpoint"
         )
-    if ckpt.get("modality") != "localizer":
+    if ckpt.get("modality") != modality:
         raise ValueError(
             f"{path}: a Stage III checkpoint of the {ckpt.get('modality')} model; predict needs "
-            "the localizer model"
+            f"the {modality} model"
         )
-    return load_regressor(path), ckpt
+    for name, (kind_of, what) in _CHECKPOINT_FIELDS.items():
+        if not isinstance(ckpt.get(name), kind_of):
+            found = "missing" if name not in ckpt else f"a {type(ckpt[name]).__name__}"
+            raise ValueError(f"{path}: field {name!r} ({what}) is {found}")
+    for name in ("specs", "encoders"):
+        if not isinstance(ckpt[name].get(modality), dict):
+            raise ValueError(f"{path}: field {name}.{modality} is missing or not a mapping")
+    head = ckpt["head"]
+    if not isinstance(head.get("spec"), dict) or not isinstance(head.get("state_dict"), dict):
+        raise ValueError(f"{path}: field head needs a 'spec' and a 'state_dict' mapping")
+    for key in _HEAD_SPEC:
+        if key not in head["spec"]:
+            raise ValueError(f"{path}: field head.spec.{key} is missing")
+    if head["spec"]["out_dim"] != len(CP_NAMES):
+        raise ValueError(
+            f"{path}: field head.spec.out_dim is {head['spec']['out_dim']!r}; the model must "
+            f"predict the {len(CP_NAMES)} phenotypes"
+        )
+
+
+def checkpoint_error(path: str | Path, err: Exception) -> ValueError:
+    """One line naming the checkpoint and the field for an error raised while building its model."""
+    if isinstance(err, KeyError):
+        return ValueError(f"{path}: malformed checkpoint: field {err.args[0]!r} is missing")
+    text = " ".join(str(err).split())
+    mismatch = text.find("size mismatch for ")
+    if mismatch >= 0:
+        detail = text[mismatch:].split(". ")[0]
+        return ValueError(f"{path}: malformed checkpoint: {detail}")
+    return ValueError(f"{path}: malformed checkpoint ({type(err).__name__}: {text[:300]})")
 
 
 def training_crop_mm(ckpt: dict[str, Any]) -> float:
@@ -172,6 +224,16 @@ def prepare_inputs(
                 raise
             problems.append(f"{subject_id}: {err}")
             continue
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # any reader failure is this file's problem, named
+            problem = UnreadableFileError(
+                f"{path}: cannot be read ({type(err).__name__}: {' '.join(str(err).split())})"
+            )
+            if not skip_bad or len(subjects) == 1:
+                raise problem from err
+            problems.append(f"{subject_id}: {problem}")
+            continue
         ids += names
         inputs.append(array)
     if not inputs:
@@ -186,8 +248,11 @@ def _load_preprocessed(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
         raise UnreadableFileError(f"{path}: --preprocessed takes .npy arrays")
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UnreadableFileError(f"{path}: not a readable .npy array ({err})") from err
+    except (OSError, ValueError, EOFError) as err:
+        reason = "the file is empty" if path.is_file() and path.stat().st_size == 0 else err
+        raise UnreadableFileError(f"{path}: not a readable .npy array ({reason})") from err
+    if array.dtype.kind not in "biuf":
+        raise UnreadableFileError(f"{path}: dtype {array.dtype} is not numeric")
     array = array[None] if array.ndim == 3 else array
     if array.ndim != 4 or tuple(array.shape[1:]) != tuple(input_shape):
         raise GeometryError(
@@ -196,7 +261,28 @@ def _load_preprocessed(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
         )
     if not np.isfinite(array).all():
         raise GeometryError(f"{path}: the array holds NaN or inf")
-    return array
+    low, high = float(array.min()), float(array.max())
+    if low < -PREPROCESSED_TOLERANCE or high > 1 + PREPROCESSED_TOLERANCE:
+        raise GeometryError(
+            f"{path}: values {low:g} to {high:g}; --preprocessed arrays are model input, scaled "
+            "to [0, 1] (pass the raw images without --preprocessed to have them scaled)"
+        )
+    return array.astype(np.float32)
+
+
+def check_output_path(out: str | Path) -> Path:
+    """Refuse an --out the run could not write, before any work: suffix, folder, not a folder."""
+    path = Path(out)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{path}: --out must end in .csv or .json")
+    if path.is_dir():
+        raise ValueError(f"{path}: --out is a folder; give a file name ending in .csv or .json")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{path}: the folder {folder} is not writable")
+    return path
 
 
 def predict_localizers(regressor: Any, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -257,8 +343,10 @@ def format_cps(ids: list[str], cps: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"{args.out}: --out must end in .csv or .json")
+    if args.out:
+        check_output_path(args.out)
+    if args.crop_mm is not None and not 10.0 <= args.crop_mm <= 2000.0:
+        raise ValueError(f"--crop-mm {args.crop_mm:g} is outside 10-2000 mm")
     regressor, ckpt = load_localizer_regressor(args.checkpoint)
     crop_mm = args.crop_mm if args.crop_mm is not None else training_crop_mm(ckpt)
     subjects = find_subjects(args.localizer)

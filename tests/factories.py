@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ctrip.data.cohort import write_cohort
+from ctrip.data.plausibility import CP_RANGES
 from ctrip.data.schema import CP_NAMES
 
 TABULAR_VARIANTS = {
@@ -41,7 +42,11 @@ def tiny_table(n: int, seed: int = 0) -> pd.DataFrame:
     table.loc[rng.uniform(size=n) < 0.1, "heart_rate"] = np.nan
     table.loc[rng.uniform(size=n) < 0.1, "smoking"] = pd.NA
     for j, cp in enumerate(CP_NAMES):
-        table[cp] = rng.normal(50 + 5 * j, 10, n)
+        table[cp] = np.clip(rng.normal(50 + 5 * j, 10, n), *CP_RANGES[cp].plausible)
+    # Percentages and cardiac output within their plausible ranges (ctrip.data.plausibility).
+    for cp in ("LVEF", "RVEF", "LAEF", "RAEF"):
+        table[cp] = rng.uniform(35, 75, n)
+    table["LVCO"] = rng.uniform(3, 8, n)
     return table
 
 

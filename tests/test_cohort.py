@@ -46,7 +46,7 @@ def _edit_array(path: Path, name: str, values: np.ndarray) -> None:
 
 def _error(path: Path) -> CohortError:
     with pytest.raises(CohortError) as caught:
-        Cohort.open(path)
+        Cohort.validate(path)
     return caught.value
 
 

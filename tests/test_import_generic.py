@@ -49,6 +49,7 @@ def subjects_table(ids: list[str]) -> pd.DataFrame:
     )
     for j, cp in enumerate(CP_NAMES):
         table[cp] = rng.normal(50 + j, 5, n).round(2)
+    table["LVCO"] = rng.normal(5, 1, n).round(2)  # L/min: 50 would be impossible
     return table
 
 

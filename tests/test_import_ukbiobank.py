@@ -49,6 +49,7 @@ def showcase_frame() -> pd.DataFrame:
     )
     for j, cp in enumerate(CP_NAMES):
         frame[f"{CP_UKB_FIELDS[cp]}-2.0"] = rng.normal(50 + j, 5, n)
+    frame[f"{CP_UKB_FIELDS['LVCO']}-2.0"] = rng.normal(5, 1, n)  # L/min: 50 is impossible
     frame.loc[4, "24105-2.0"] = np.nan  # 1000005 has no LVM
     return frame
 

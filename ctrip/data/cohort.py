@@ -11,14 +11,26 @@ The table is Parquet rather than CSV: it keeps column types (a subject id such a
 a string, categories stay categories, float64 round-trips exactly), needs no parsing rules for
 missing values, and loads in milliseconds; `pandas.read_parquet` opens it in any notebook.
 
-Opening a cohort validates it, and every problem is reported as a `CohortError` that names the
-file, the subject and the field.
+`Cohort.open` makes the cheap checks every time (manifest fields, every file present as a
+regular file inside the cohort folder, shapes, dtypes and row counts against the manifest, the
+table's sha256 and its contents); `Cohort.validate` (or `open(..., full=True)`) also reads the
+arrays: sha256 of every file, NaN/inf, image and ECG scale, and the physiological plausibility
+of the table (`ctrip.data.plausibility`). Writers, importers and `ctrip cohort validate` run
+the full check. Every problem is a `CohortError` that names the file, the subject and the field;
+plausible-but-rare values become `Cohort.warnings`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import shutil
+import stat
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +39,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ctrip.data import plausibility
 from ctrip.data.manifests import leak_reason
 from ctrip.data.schema import (
     ARRAY_CHANNELS,
     ARRAY_MODALITIES,
     ARRAY_NDIM,
     CP_NAMES,
+    IMAGE_MODALITIES,
     LEADS,
     SEXES,
     SPLITS,
@@ -44,6 +58,9 @@ MANIFEST = "manifest.yaml"
 TABLE = "subjects.parquet"
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "split", "sex", "age", "height", "weight", *CP_NAMES)
 _SCAN_CHUNK = 128  # subjects per block when scanning an array for NaN/inf
+_FREE_SPACE_MARGIN = 64 << 20  # bytes kept free beyond the arrays (table, manifest, extras)
+# Names the writer puts in a cohort folder: a folder holding anything else is not replaced.
+_WRITER_SUFFIXES = (".npy", ".parquet", ".yaml", ".json", ".txt")
 
 
 class CohortError(ValueError):
@@ -111,21 +128,36 @@ class CohortWriter:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise FileExistsError(f"{self.out_dir}: already exists (pass overwrite=True)")
+        if int(n_subjects) < 1:
+            raise CohortError(f"a cohort needs subjects, got {n_subjects}", file=self.out_dir)
+        check_replaceable(self.out_dir)
         self.partial = self.out_dir.with_name(self.out_dir.name + ".partial")
         if self.partial.exists():
+            check_replaceable(self.partial)
             shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
+        with write_errors(self.partial):
+            self.partial.mkdir(parents=True)
         self.n_subjects = int(n_subjects)
         self._arrays: dict[str, np.memmap] = {}
 
     def array(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> np.memmap:
-        """A writable (n_subjects, *shape) memory map for modality `name`."""
+        """A writable (n_subjects, *shape) memory map for modality `name`.
+
+        Its disk blocks are allocated now, so a full disk is an error here rather than a
+        SIGBUS while the map is filled.
+        """
         if name not in ARRAY_MODALITIES:
             raise ValueError(f"unknown array modality {name!r}; expected one of {ARRAY_MODALITIES}")
         full_shape = (self.n_subjects, *(int(s) for s in shape))
-        self._arrays[name] = np.lib.format.open_memmap(
-            self.partial / f"{name}.npy", mode="w+", dtype=dtype, shape=full_shape
-        )
+        file = self.partial / f"{name}.npy"
+        # Arrays allocated before this one already hold their blocks (see `_allocate`).
+        nbytes = int(np.prod(full_shape)) * np.dtype(dtype).itemsize
+        check_free_space(self.partial, nbytes + _FREE_SPACE_MARGIN)
+        with write_errors(file):
+            self._arrays[name] = np.lib.format.open_memmap(
+                file, mode="w+", dtype=dtype, shape=full_shape
+            )
+            _allocate(file)
         return self._arrays[name]
 
     def finish(
@@ -142,6 +174,32 @@ class CohortWriter:
         split_seed: int | None = None,
     ) -> Path:
         """Write table, extras and manifest, validate, and move the cohort into place."""
+        with write_errors(self.partial):
+            return self._finish(
+                table,
+                source=source,
+                tabular_variants=tabular_variants,
+                recipe=recipe,
+                provenance=provenance,
+                ecg_sampling_rate_hz=ecg_sampling_rate_hz,
+                extras=extras,
+                tabular_field_ids=tabular_field_ids,
+                split_seed=split_seed,
+            )
+
+    def _finish(
+        self,
+        table: pd.DataFrame,
+        *,
+        source: str,
+        tabular_variants: dict[str, dict[str, Any]],
+        recipe: dict[str, Any] | None,
+        provenance: dict[str, Any] | None,
+        ecg_sampling_rate_hz: float | None,
+        extras: dict[str, pd.DataFrame] | None,
+        tabular_field_ids: dict[str, int] | None,
+        split_seed: int | None,
+    ) -> Path:
         if len(table) != self.n_subjects:
             raise CohortError(
                 f"the table has {len(table)} rows but the writer was opened for "
@@ -207,11 +265,112 @@ class CohortWriter:
         if extra_entries:
             manifest["extras"] = extra_entries
         (self.partial / MANIFEST).write_text(yaml.safe_dump(_plain(manifest), sort_keys=False))
-        Cohort.open(self.partial)  # raises CohortError and leaves .partial for inspection
+        # The sha256 were computed from these very files a moment ago; everything else is
+        # checked in full. Raises CohortError and leaves .partial for inspection.
+        cohort = Cohort.open(self.partial, full=True, verify_checksums=False)
+        if cohort.warnings:
+            warnings.warn(
+                f"{self.out_dir}: " + "\n  ".join(cohort.warnings),
+                PlausibilityWarning,
+                stacklevel=3,
+            )
         if self.out_dir.exists():
+            check_replaceable(self.out_dir)
             shutil.rmtree(self.out_dir)
         self.partial.rename(self.out_dir)
         return self.out_dir
+
+
+def _allocate(file: Path) -> None:
+    """Reserve the disk blocks of `file` (a sparse memory-mapped array) where the system can."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the free-space check must do
+        return
+    with open(file, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+
+class PlausibilityWarning(UserWarning):
+    """A value that is possible but outside the plausible range (see `ctrip.data.plausibility`)."""
+
+
+@contextmanager
+def plausibility_warnings_printed() -> Iterator[None]:
+    """For commands: print plausibility warnings as `warning: ...` lines on stderr, not as Python
+    warnings with a source line; every other warning passes through unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlausibilityWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, PlausibilityWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to delete `path` unless it is missing, empty, or a cohort this writer made.
+
+    `--overwrite` must never delete a folder that happens to sit where the cohort should go.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise CohortError(
+            "exists and is not a folder; refusing to replace it (choose another output path)",
+            file=path,
+        )
+    entries = list(path.iterdir())
+    if not entries:
+        return
+    foreign = [e.name for e in entries if not (e.is_file() and e.name.endswith(_WRITER_SUFFIXES))]
+    if not (path / MANIFEST).is_file() and not path.name.endswith(".partial") or foreign:
+        shown = ", ".join(sorted(foreign)[:3]) or "no manifest.yaml"
+        raise CohortError(
+            f"is not a cohort folder ({shown}); refusing to delete it: choose another output "
+            "path, or remove the folder yourself",
+            file=path,
+        )
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Raise `CohortError` when the file system of `folder` has less than `needed` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise CohortError(
+            f"not enough free disk space: the cohort needs about {needed / 2**30:.2f} GiB, "
+            f"{free / 2**30:.2f} GiB are free",
+            file=folder,
+        )
+
+
+class write_errors:  # noqa: N801 (used as a `with` statement, like contextlib helpers)
+    """Turn an operating-system error while writing under `where` into one `CohortError`."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(error, OSError) and not isinstance(error, FileExistsError):
+            reason = (
+                "the disk is full"
+                if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "writing failed"
+            )
+            raise CohortError(
+                f"{reason} ({error.strerror or error}); nothing was written in place of the cohort",
+                file=error.filename or self.where,
+            ) from error
+        return False
 
 
 def write_cohort(
@@ -238,31 +397,110 @@ class Cohort:
     manifest: dict[str, Any]
     table: pd.DataFrame
     _arrays: dict[str, np.memmap] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: str | Path, verify_checksums: bool = True) -> Cohort:
-        """Open and validate the cohort at `path`; raise `CohortError` on the first problem."""
+    def open(
+        cls,
+        path: str | Path,
+        verify_checksums: bool | None = None,
+        full: bool = False,
+        min_per_split: int = 0,
+    ) -> Cohort:
+        """Open the cohort at `path`; raise `CohortError` on the first problem.
+
+        The default is the cheap check (see the module docstring). `full=True` also reads every
+        array (NaN/inf, scale) and checks plausibility; `verify_checksums` recomputes the
+        sha256 of every file (default: with `full`; the table's is always checked). With
+        `full`, a split with fewer than `min_per_split` subjects is an error (an empty split is
+        otherwise a warning: an external cohort may hold test subjects only).
+        """
         path = Path(path)
+        check_table_sha = verify_checksums is not False  # the table is read whole anyway
+        verify_checksums = full if verify_checksums is None else verify_checksums
         manifest = _read_manifest(path)
-        table_file = path / manifest["table"]["file"]
-        if not table_file.exists():
-            raise CohortError("the subjects table is missing", file=table_file)
-        if verify_checksums:
+        table_file = _member_file(path, manifest["table"], "table", "the subjects table")
+        if check_table_sha:
             _check_sha(table_file, manifest["table"].get("sha256"))
-        table = pd.read_parquet(table_file)
+        try:
+            table = pd.read_parquet(table_file)
+        except Exception as err:  # pyarrow raises its own kinds for a damaged file
+            raise CohortError(f"not a readable Parquet table ({err})", file=table_file) from err
         cohort = cls(path=path, manifest=manifest, table=table)
         _validate_table(table, manifest, table_file)
         for name, entry in manifest.get("arrays", {}).items():
-            cohort._arrays[name] = _open_array(path, name, entry, table, verify_checksums)
+            cohort._arrays[name] = _open_array(path, name, entry, table)
         for name, entry in manifest.get("extras", {}).items():
-            extra_file = path / entry["file"]
-            if not extra_file.exists():
-                raise CohortError(f"the extra table {name!r} is missing", file=extra_file)
+            extra_file = _member_file(path, entry, f"extras.{name}", f"the extra table {name!r}")
             if verify_checksums:
                 _check_sha(extra_file, entry.get("sha256"))
         for variant in manifest.get("tabular_variants", {}):
             cohort.tabular_spec(variant)
+        if full:
+            cohort._validate_content(verify_checksums, min_per_split)
         return cohort
+
+    @classmethod
+    def validate(
+        cls,
+        path: str | Path,
+        verify_checksums: bool = True,
+        min_per_split: int = plausibility.MIN_PER_SPLIT,
+    ) -> Cohort:
+        """Open with the full check: sha256, NaN/inf, array scale, table plausibility, and at
+        least `min_per_split` subjects in each of train, val and test."""
+        return cls.open(
+            path, verify_checksums=verify_checksums, full=True, min_per_split=min_per_split
+        )
+
+    def _validate_content(self, verify_checksums: bool, min_per_split: int) -> None:
+        table_file = self.path / self.manifest["table"]["file"]
+        counts = self.table["split"].astype("string").value_counts()
+        for split in SPLITS:
+            count = int(counts.get(split, 0))
+            if count < min_per_split:
+                raise CohortError(
+                    f"the {split} split has {count} subjects; at least {min_per_split} needed "
+                    "(train to train, val to stop early, test to evaluate)",
+                    file=table_file,
+                    field="split",
+                )
+            if count == 0:
+                self.warnings.append(
+                    f"{table_file.name}: field split: the {split} split is empty; this cohort "
+                    f"cannot be used where {split} subjects are needed"
+                )
+            elif count < plausibility.FEW_PER_SPLIT:
+                self.warnings.append(
+                    f"{table_file.name}: field split: only {count} {split} subject(s); metrics on "
+                    "so few are noisy"
+                )
+        for column in self.table.columns:
+            impossible, implausible = plausibility.check_column(column, self.table[column])
+            if impossible is not None:
+                raise CohortError(
+                    impossible.message
+                    + (f" ({impossible.count} subjects)" if impossible.count > 1 else ""),
+                    file=table_file,
+                    subject=str(self.table["id"].iloc[impossible.row]),
+                    field=column,
+                )
+            if implausible is not None:
+                first = self.table["id"].iloc[implausible.row]
+                self.warnings.append(
+                    f"{table_file.name}: field {column}: {implausible.count} subject(s) implausible, "
+                    f"e.g. subject {first}: {implausible.message}"
+                )
+        if "ecg" in self._arrays:
+            _, warning = plausibility.check_ecg_rate(self.ecg_sampling_rate_hz)
+            if warning:
+                self.warnings.append(f"{MANIFEST}: field ecg.sampling_rate_hz: {warning}")
+        for name, values in self._arrays.items():
+            entry = self.manifest["arrays"][name]
+            array_file = self.path / entry["file"]
+            if verify_checksums:
+                _check_sha(array_file, entry.get("sha256"))
+            self.warnings += _scan_array(array_file, name, values, self.table)
 
     @property
     def n(self) -> int:
@@ -309,6 +547,21 @@ class Cohort:
                 file=manifest_file,
             )
         entry = variants[variant]
+        numerical, categorical = entry.get("numerical", []), entry.get("categorical", {})
+        if not isinstance(numerical, list) or not all(isinstance(c, str) for c in numerical):
+            raise CohortError(
+                "is not a list of column names",
+                file=manifest_file,
+                field=f"tabular_variants.{variant}.numerical",
+            )
+        if not isinstance(categorical, dict) or not all(
+            isinstance(levels, list) for levels in categorical.values()
+        ):
+            raise CohortError(
+                "is not a mapping of column names to lists of levels",
+                file=manifest_file,
+                field=f"tabular_variants.{variant}.categorical",
+            )
         spec = TabularSpec(
             numerical=list(entry.get("numerical", [])),
             categorical={
@@ -357,10 +610,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     manifest_file = path / MANIFEST
     if not path.is_dir():
         raise CohortError("not a cohort folder", file=path)
-    if not manifest_file.exists():
+    if not manifest_file.is_file():
         raise CohortError("the manifest is missing", file=manifest_file)
     try:
-        manifest = yaml.safe_load(manifest_file.read_text())
+        manifest = yaml.safe_load(manifest_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CohortError(
+            f"not UTF-8 text ({err.reason} at byte {err.start})", file=manifest_file
+        ) from err
     except yaml.YAMLError as err:
         raise CohortError(f"not valid YAML ({err})", file=manifest_file) from err
     if not isinstance(manifest, dict):
@@ -374,7 +631,100 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             file=manifest_file,
             field="format_version",
         )
+    n_subjects = manifest["n_subjects"]
+    if isinstance(n_subjects, bool) or not isinstance(n_subjects, int) or n_subjects < 1:
+        raise CohortError(
+            f"n_subjects {n_subjects!r} is not a positive whole number (an empty cohort?)",
+            file=manifest_file,
+            field="n_subjects",
+        )
+    _expect_entry(manifest["table"], manifest_file, "table")
+    for section in ("arrays", "extras", "tabular_variants"):
+        if not isinstance(manifest.get(section, {}), dict):
+            raise CohortError("is not a mapping", file=manifest_file, field=section)
+    for name, entry in manifest.get("arrays", {}).items():
+        _expect_entry(entry, manifest_file, f"arrays.{name}")
+        shape, dtype = entry.get("shape"), entry.get("dtype")
+        if not (
+            isinstance(shape, list)
+            and shape
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+        ):
+            raise CohortError(
+                f"shape {shape!r} is not a list of sizes",
+                file=manifest_file,
+                field=f"arrays.{name}.shape",
+            )
+        if not isinstance(dtype, str):
+            raise CohortError(
+                f"dtype {dtype!r} is not a dtype name",
+                file=manifest_file,
+                field=f"arrays.{name}.dtype",
+            )
+    for name, entry in manifest.get("extras", {}).items():
+        _expect_entry(entry, manifest_file, f"extras.{name}")
+    for name, entry in manifest.get("tabular_variants", {}).items():
+        if not isinstance(entry, dict):
+            raise CohortError(
+                "is not a mapping", file=manifest_file, field=f"tabular_variants.{name}"
+            )
+    if "arrays" in manifest and "ecg" in manifest["arrays"]:
+        ecg = manifest.get("ecg")
+        if not isinstance(ecg, dict):
+            raise CohortError(
+                "an ECG array needs an `ecg` entry (sampling_rate_hz, units)",
+                file=manifest_file,
+                field="ecg",
+            )
+        error, _ = plausibility.check_ecg_rate(ecg.get("sampling_rate_hz"))
+        if error:
+            raise CohortError(error, file=manifest_file, field="ecg.sampling_rate_hz")
+        if ecg.get("units", "mV") != "mV":
+            raise CohortError(
+                f"units {ecg.get('units')!r}: the cohort format stores ECGs in mV",
+                file=manifest_file,
+                field="ecg.units",
+            )
     return manifest
+
+
+def _expect_entry(entry: Any, manifest_file: Path, where: str) -> None:
+    """A manifest file entry is a mapping with a `file` name."""
+    if not isinstance(entry, dict):
+        raise CohortError(
+            f"is {entry!r}, not a mapping with a `file`", file=manifest_file, field=where
+        )
+    if not isinstance(entry.get("file"), str) or not entry["file"]:
+        raise CohortError(
+            f"file {entry.get('file')!r} is not a file name",
+            file=manifest_file,
+            field=f"{where}.file",
+        )
+
+
+def _member_file(path: Path, entry: dict[str, Any], where: str, what: str) -> Path:
+    """The file an entry names: a regular file inside the cohort folder, or `CohortError`.
+
+    Absolute names, `..`, links leading out of the folder and devices (`/dev/zero`) are
+    refused: a manifest cannot make the reader open files elsewhere.
+    """
+    manifest_file = path / MANIFEST
+    name = entry["file"]
+    file = path / name
+    root = path.resolve()
+    if Path(name).is_absolute() or not file.resolve().is_relative_to(root):
+        raise CohortError(
+            f"file {name!r} lies outside the cohort folder; a manifest may only name files in it",
+            file=manifest_file,
+            field=f"{where}.file",
+        )
+    if not file.exists():
+        raise CohortError(f"{what} is missing", file=file, field=where.removeprefix("arrays."))
+    if not stat.S_ISREG(file.stat().st_mode):
+        raise CohortError(
+            f"{what} is not a regular file", file=file, field=where.removeprefix("arrays.")
+        )
+    return file
 
 
 def _check_sha(file: Path, expected: str | None) -> None:
@@ -452,20 +802,14 @@ def _validate_table(table: pd.DataFrame, manifest: dict[str, Any], table_file: P
             )
 
 
-def _open_array(
-    path: Path, name: str, entry: dict[str, Any], table: pd.DataFrame, verify_checksums: bool
-) -> np.memmap:
+def _open_array(path: Path, name: str, entry: dict[str, Any], table: pd.DataFrame) -> np.memmap:
     manifest_file = path / MANIFEST
     if name not in ARRAY_MODALITIES:
         raise CohortError(f"unknown array modality {name!r}", file=manifest_file, field=name)
-    array_file = path / entry["file"]
-    if not array_file.exists():
-        raise CohortError(f"the {name} array file is missing", file=array_file, field=name)
-    if verify_checksums:
-        _check_sha(array_file, entry.get("sha256"))
+    array_file = _member_file(path, entry, f"arrays.{name}", f"the {name} array file")
     try:
-        values = np.load(array_file, mmap_mode="r")
-    except (ValueError, OSError) as err:
+        values = np.load(array_file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
         raise CohortError(
             f"not a readable .npy array ({err})", file=array_file, field=name
         ) from err
@@ -481,6 +825,11 @@ def _open_array(
             file=array_file,
             field=name,
         )
+    if values.dtype.kind != "f":
+        scale = "floating point in [0, 1]" if name in IMAGE_MODALITIES else "floating-point mV"
+        raise CohortError(
+            f"dtype {values.dtype}: {name} arrays must be {scale}", file=array_file, field=name
+        )
     if values.shape[0] != len(table):
         raise CohortError(
             f"{values.shape[0]} rows, but the subjects table has {len(table)}",
@@ -492,15 +841,61 @@ def _open_array(
         raise CohortError(
             f"shape {list(values.shape)} is not {expected}", file=array_file, field=name
         )
-    for start in range(0, values.shape[0], _SCAN_CHUNK):
-        block = np.asarray(values[start : start + _SCAN_CHUNK])
-        finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
-        if not finite.all():
-            row = start + int(np.flatnonzero(~finite)[0])
-            raise CohortError(
-                "the array holds NaN or inf",
-                file=array_file,
-                subject=str(table["id"].iloc[row]),
-                field=name,
-            )
     return values
+
+
+def _scan_array(array_file: Path, name: str, values: np.ndarray, table: pd.DataFrame) -> list[str]:
+    """Read the array in blocks: NaN/inf and scale are errors; returns warnings."""
+    flat_subjects, loudest = [], 0.0
+    for start in range(0, values.shape[0], _SCAN_CHUNK):
+        block = np.asarray(values[start : start + _SCAN_CHUNK]).reshape(
+            min(_SCAN_CHUNK, values.shape[0] - start), -1
+        )
+
+        def fail(problem: str, rows: np.ndarray, _start: int = start) -> CohortError:
+            row = _start + int(np.flatnonzero(rows)[0])
+            return CohortError(
+                problem, file=array_file, subject=str(table["id"].iloc[row]), field=name
+            )
+
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            raise fail("the array holds NaN or inf", ~finite)
+        if block.shape[1] == 0:
+            continue
+        low, high = block.min(axis=1), block.max(axis=1)
+        if name in IMAGE_MODALITIES:
+            tol = plausibility.IMAGE_TOLERANCE
+            outside = (low < -tol) | (high > 1 + tol)
+            if outside.any():
+                row = int(np.flatnonzero(outside)[0])
+                raise fail(
+                    f"values {low[row]:g} to {high[row]:g}: images must be scaled to [0, 1]",
+                    outside,
+                )
+        else:
+            peak = np.maximum(np.abs(low), np.abs(high))
+            loud = peak > plausibility.ECG_MV_MAX
+            if loud.any():
+                row = int(np.flatnonzero(loud)[0])
+                raise fail(
+                    f"amplitude {peak[row]:g} mV is above {plausibility.ECG_MV_MAX:g} mV: are "
+                    "the signals in microvolts? The cohort format stores millivolts",
+                    loud,
+                )
+            loudest = max(loudest, float((high - low).max()))
+            flat = (high - low) < plausibility.ECG_MV_FLAT
+            flat_subjects += [str(table["id"].iloc[start + i]) for i in np.flatnonzero(flat)]
+    if name == "ecg" and values.shape[0] and loudest < plausibility.ECG_MV_FLAT:
+        raise CohortError(
+            f"every ECG is below {plausibility.ECG_MV_FLAT:g} mV peak to peak (the largest "
+            f"{loudest:g}): are the signals in volts? The cohort format stores millivolts",
+            file=array_file,
+            field=name,
+        )
+    if flat_subjects:
+        return [
+            f"{array_file.name}: field {name}: {len(flat_subjects)} flat ECG(s) (below "
+            f"{plausibility.ECG_MV_FLAT:g} mV peak to peak), e.g. subject {flat_subjects[0]}"
+        ]
+    return []

@@ -1,8 +1,10 @@
-"""`ctrip cohort validate PATH`: open a cohort and report the first problem, or a summary."""
+"""`ctrip cohort validate PATH`: check a cohort in full and report the first problem, or a
+summary with the plausibility warnings (see `ctrip.data.plausibility`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ctrip.data.cohort import Cohort
 
@@ -12,11 +14,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-checksums", action="store_true", help="do not recompute the files' sha256"
     )
+    parser.add_argument(
+        "--min-per-split", type=int, default=1, metavar="N",
+        help="fewest subjects each of train, val, test must hold (default 1; 0 for an external "
+        "cohort that is only evaluated)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cohort = Cohort.open(args.path, verify_checksums=not args.skip_checksums)
+    cohort = Cohort.validate(
+        args.path, verify_checksums=not args.skip_checksums, min_per_split=args.min_per_split
+    )
     counts = cohort.table["split"].value_counts()
     print(f"{cohort.path}: valid cohort ({cohort.manifest['source']}), {cohort.n} subjects")
     print(
@@ -33,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
             print("  tabular: " + ", ".join(described))
         else:
             print(f"  {name}: {list(cohort.array(name).shape)} {cohort.array(name).dtype}")
+    for warning in cohort.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -10,8 +10,13 @@ imported and who was dropped, and why (also written to <out>/import_report.txt).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from ctrip.arguments import number_in
 from ctrip.io.preprocess import DEFAULT_CROP_MM
+
+if TYPE_CHECKING:
+    from ctrip.io.importer import ImportReport
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -22,16 +27,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "(default: localizer,ecg; the tabular data always comes from the table)",
     )  # fmt: skip
     parser.add_argument(
-        "--image-size", type=int, default=224, help="output image side (default 224)"
-    )
+        "--image-size", type=number_in(8, 4096, integer=True), default=224,
+        help="output image side (default 224)",
+    )  # fmt: skip
     parser.add_argument(
-        "--ecg-rate", type=float, default=500.0, help="ECG sampling rate, Hz (default 500)"
-    )
+        "--ecg-rate", type=number_in(50, 20000), default=500.0,
+        help="ECG sampling rate, Hz (default 500)",
+    )  # fmt: skip
     parser.add_argument(
-        "--ecg-seconds", type=float, default=10.0, help="ECG duration, s (default 10)"
-    )
+        "--ecg-seconds", type=number_in(1, 600), default=10.0,
+        help="ECG duration, s (default 10)",
+    )  # fmt: skip
     parser.add_argument(
-        "--crop-mm", type=float, default=DEFAULT_CROP_MM,
+        "--crop-mm", type=number_in(10, 2000), default=DEFAULT_CROP_MM,
         help=f"side of the centred crop when no heart mask or box is given (default {DEFAULT_CROP_MM:g} mm)",
     )  # fmt: skip
     parser.add_argument(
@@ -39,7 +47,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cmr-frames", help="CSV id,ed,es: end-diastole/end-systole frame indices")
     parser.add_argument("--work", help="work folder for resuming (default: <out>.work)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument(
+        "--workers", type=number_in(1, 256, integer=True), default=1,
+        help="parallel processes (default 1)",
+    )  # fmt: skip
     parser.add_argument("--retry-dropped", action="store_true", help="try dropped subjects again")
     parser.add_argument(
         "--restart", action="store_true", help="discard the work folder and start afresh"
@@ -48,8 +59,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace an existing cohort at --out"
     )
     parser.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the train/val/test split"
-    )
+        "--split-seed", type=number_in(0, 2**63 - 1, integer=True), default=0,
+        help="seed of the train/val/test split",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -63,7 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ukb.add_argument(
         "--masks", help="folder of <eid>_localizer_mask / <eid>_cmr_mask (.nii.gz or .npy)"
     )
-    ukb.add_argument("--limit", type=int, help="import only the first N participants")
+    ukb.add_argument(
+        "--limit", type=number_in(1, integer=True), help="import only the first N participants"
+    )
     _common(ukb)
     generic = formats.add_parser(
         "generic", help="one folder per subject: DICOM, NIfTI, WFDB, XML + a CSV"
@@ -81,6 +95,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctrip.data.cohort import plausibility_warnings_printed
+
+    with plausibility_warnings_printed():
+        report = _import(args)
+    print(report.summary())
+    print(f"cohort written to {report.cohort}; report in {report.cohort}/import_report.txt")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> ImportReport:
     from ctrip.io.importer import ImportSettings, read_boxes, read_cmr_frames
 
     settings = ImportSettings(
@@ -121,6 +145,4 @@ def run(args: argparse.Namespace) -> int:
             args.root, args.out, settings, table_csv=args.table, categorical=categorical,
             source=args.source, **common,
         )  # fmt: skip
-    print(report.summary())
-    print(f"cohort written to {report.cohort}; report in {report.cohort}/import_report.txt")
-    return 0
+    return report

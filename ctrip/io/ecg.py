@@ -26,6 +26,10 @@ from ctrip.data.schema import LEADS
 from ctrip.io.errors import GeometryError, UnreadableFileError
 
 ECG_SUFFIXES: tuple[str, ...] = (".xml", ".hea", ".dcm")
+ECG_RATE_RANGE_HZ = (50.0, 20_000.0)
+MAX_ECG_FILE_BYTES = (
+    64 << 20
+)  # a 10 s 12-lead XML is ~0.5 MB; refuse what would fill memory  # a resting 12-lead ECG is recorded at 250-1000 Hz
 _TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 _LEAD_BY_KEY = {lead.lower(): lead for lead in LEADS}
 
@@ -193,6 +197,12 @@ def read_ecg(path: str | Path) -> EcgRecord:
     path = Path(path)
     if not path.exists() and not path.with_suffix(".hea").exists():
         raise UnreadableFileError(f"{path}: no such file")
+    for part in (path, path.with_suffix(".dat")):
+        if part.is_file() and part.stat().st_size > MAX_ECG_FILE_BYTES:
+            raise UnreadableFileError(
+                f"{part}: {part.stat().st_size >> 20} MiB, far more than a resting ECG "
+                f"(limit {MAX_ECG_FILE_BYTES >> 20} MiB); refused"
+            )
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return read_cardiosoft_xml(path)
@@ -201,6 +211,20 @@ def read_ecg(path: str | Path) -> EcgRecord:
     if suffix in (".hea", ".dat", "") or path.with_suffix(".hea").exists():
         return read_wfdb(path.with_suffix(".hea"))
     raise UnreadableFileError(f"{path}: unknown ECG format (expected one of {ECG_SUFFIXES})")
+
+
+def check_sampling_rate(fs: object, source: str) -> float:
+    """`fs` as Hz, or `UnreadableFileError` naming `source` when it is not a plausible rate."""
+    try:
+        rate = float(fs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = float("nan")
+    low, high = ECG_RATE_RANGE_HZ
+    if not low <= rate <= high:  # also NaN
+        raise UnreadableFileError(
+            f"{source}: sampling rate {fs!r} Hz is not a plausible ECG rate ({low:g}-{high:g} Hz)"
+        )
+    return rate
 
 
 def standard_leads(record: EcgRecord) -> np.ndarray:
@@ -233,11 +257,16 @@ def prepare_ecg(
 
     from ctrip.data.ecg import remove_baseline_drift
 
+    check_sampling_rate(record.fs, record.source)
     signal = standard_leads(record)
     if not np.isfinite(signal).all():
         raise UnreadableFileError(f"{record.source}: the ECG holds NaN or infinite samples")
     if record.fs != sampling_rate_hz:
         ratio = Fraction(sampling_rate_hz / record.fs).limit_denominator(1000)
+        if ratio.numerator < 1:
+            raise GeometryError(
+                f"{record.source}: cannot resample {record.fs:g} Hz to {sampling_rate_hz:g} Hz"
+            )
         signal = resample_poly(signal, ratio.numerator, ratio.denominator, axis=1)
     n_samples = round(sampling_rate_hz * seconds)
     if signal.shape[1] < n_samples:

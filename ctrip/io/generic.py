@@ -33,6 +33,9 @@ from ctrip.io.importer import (
     ImportSettings,
     SubjectFiles,
     find_input,
+    id_problem,
+    inside,
+    read_table_csv,
     run_import,
     tabular_variants,
 )
@@ -53,11 +56,20 @@ def read_table(path: str | Path, categorical: list[str] | None = None) -> dict[s
     path = Path(path)
     if not path.exists():
         raise CohortError("the subjects table is missing", file=path)
-    table = pd.read_csv(path, dtype={"id": str})
+    table = read_table_csv(path, dtype={"id": str})
     for column in REQUIRED:
         if column not in table.columns:
             raise CohortError("a required column is missing", file=path, field=column)
+    missing_id = table["id"].isna().to_numpy()
     table["id"] = table["id"].astype(str).str.strip()
+    for row, subject_id in enumerate(table["id"]):
+        if missing_id[row] or (problem := id_problem(subject_id)):
+            raise CohortError(
+                f"line {row + 2}: {'the id is missing' if missing_id[row] else problem}; ids name the subject "
+                "folders and work files, so they must be plain names",
+                file=path,
+                field="id",
+            )
     if table["id"].duplicated().any():
         raise CohortError(
             "duplicate subject id",
@@ -149,7 +161,7 @@ def import_generic(
             )
     subjects = []
     for subject_id in table["id"]:
-        folder = root / subject_id
+        folder = inside(root, subject_id, resolve=False)
         subject = SubjectFiles(id=subject_id)
         for modality in settings.modalities:
             path = find_input(folder, modality, INPUT_SUFFIXES[modality], folders=modality != "ecg")

@@ -25,6 +25,10 @@ from ctrip.io.errors import GeometryError, UnreadableFileError
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 IMAGE_SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, ".npy", ".zip", ".dcm")
+# Archive and volume limits: a small file must not unpack into gigabytes (a zip bomb).
+MAX_ARCHIVE_MEMBERS = 20_000  # a localizer or cine exam holds hundreds of images
+MAX_MEMBER_BYTES = 64 << 20  # one uncompressed DICOM image; a 1024x1024 16-bit slice is 2 MiB
+MAX_VOLUME_BYTES = 2 << 30  # one decoded NIfTI volume or .npy array
 TRANSVERSE_MIN_COS = np.cos(
     np.deg2rad(45.0)
 )  # oblique-transverse: normal within 45 deg of head-foot
@@ -84,23 +88,37 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
 
     found = []
     if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        if len(files) > MAX_ARCHIVE_MEMBERS:
+            raise UnreadableFileError(
+                f"{path}: {len(files)} files, more than the {MAX_ARCHIVE_MEMBERS} an imaging "
+                "exam holds; refused"
+            )
+        for file in files:
+            _check_file_size(file)
             if (ds := read(str(file), file)) is not None:
                 found.append((str(file), ds))
     elif path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
-                for member in sorted(archive.namelist()):
-                    if member.endswith("/"):
-                        continue
-                    name = f"{path}:{member}"
-                    if (ds := read(name, io.BytesIO(archive.read(member)))) is not None:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) > MAX_ARCHIVE_MEMBERS:
+                    raise UnreadableFileError(
+                        f"{path}: {len(members)} files in the archive, more than the "
+                        f"{MAX_ARCHIVE_MEMBERS} an imaging exam holds; refused"
+                    )
+                for member in sorted(members, key=lambda m: m.filename):
+                    name = f"{path}:{member.filename}"
+                    if (
+                        ds := read(name, io.BytesIO(_read_member(archive, member, name)))
+                    ) is not None:
                         found.append((name, ds))
-        except zipfile.BadZipFile as err:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as err:
             raise UnreadableFileError(f"{path}: not a readable zip archive ({err})") from err
     else:
         if not path.exists():
             raise UnreadableFileError(f"{path}: no such file")
+        _check_file_size(path)
         ds = read(str(path), path)
         if ds is None:
             raise UnreadableFileError(f"{path}: not a DICOM image")
@@ -108,6 +126,32 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
     if not found:
         raise UnreadableFileError(f"{path}: no DICOM image found")
     return found
+
+
+def _check_file_size(file: Path) -> None:
+    if file.stat().st_size > MAX_MEMBER_BYTES:
+        raise UnreadableFileError(
+            f"{file}: {file.stat().st_size >> 20} MiB, far more than one DICOM image "
+            f"(limit {MAX_MEMBER_BYTES >> 20} MiB); refused"
+        )
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> bytes:
+    """A member's bytes, refusing one that unpacks beyond `MAX_MEMBER_BYTES`.
+
+    The size in the archive's directory can lie, so at most the limit plus one byte is read.
+    """
+    too_big = UnreadableFileError(
+        f"{name}: unpacks to more than {MAX_MEMBER_BYTES >> 20} MiB, far more than one DICOM "
+        "image; refused (a zip bomb?)"
+    )
+    if member.file_size > MAX_MEMBER_BYTES:
+        raise too_big
+    with archive.open(member) as handle:
+        data = handle.read(MAX_MEMBER_BYTES + 1)
+    if len(data) > MAX_MEMBER_BYTES:
+        raise too_big
+    return data
 
 
 def _dicom_slice(name: str, ds) -> _DicomSlice:
@@ -218,10 +262,23 @@ def _load_nifti(path: Path):
 
     try:
         image = nib.load(str(path))
+    except Exception as err:
+        raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
+    _check_volume_size(path, image.shape)
+    try:
         data = np.asarray(image.dataobj, dtype=np.float32)
     except Exception as err:
         raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
     return image, data
+
+
+def _check_volume_size(path: Path, shape: tuple[int, ...]) -> None:
+    nbytes = 4 * int(np.prod(shape, dtype=np.float64))
+    if nbytes > MAX_VOLUME_BYTES:
+        raise UnreadableFileError(
+            f"{path}: a {list(shape)} volume is {nbytes / 2**30:.1f} GiB as float32, above the "
+            f"{MAX_VOLUME_BYTES >> 30} GiB limit; refused"
+        )
 
 
 def read_nifti_localizer(path: str | Path) -> SliceStack:
@@ -267,9 +324,16 @@ def read_nifti_cine(path: str | Path) -> CineStack:
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as err:
-        raise UnreadableFileError(f"{path}: not a readable .npy array ({err})") from err
+        header = np.load(path, mmap_mode="r", allow_pickle=False)
+        _check_volume_size(path, header.shape)
+        if header.dtype.kind not in "biuf":
+            raise UnreadableFileError(f"{path}: dtype {header.dtype} is not numeric pixels")
+        return np.asarray(header, dtype=np.float32)
+    except UnreadableFileError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        reason = "the file is empty" if path.is_file() and path.stat().st_size == 0 else err
+        raise UnreadableFileError(f"{path}: not a readable .npy array ({reason})") from err
 
 
 def read_localizer(path: str | Path) -> SliceStack:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import unicodedata
 import warnings
+import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -31,7 +33,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ctrip.data.cohort import CohortError, CohortWriter
+from ctrip.data import plausibility
+from ctrip.data.cohort import (
+    CohortError,
+    CohortWriter,
+    check_free_space,
+    check_replaceable,
+    write_errors,
+)
 from ctrip.data.schema import ARRAY_MODALITIES, CP_NAMES, LEADS
 from ctrip.io.ecg import prepare_ecg, read_ecg
 from ctrip.io.errors import GeometryError, UnreadableFileError
@@ -45,6 +54,7 @@ DROP_REASONS: tuple[str, ...] = (
     "missing targets",  # one of the 18 CPs is missing
     "missing field",  # a required table field (sex) is missing or invalid
     "not in table",  # data files for a subject the table does not list
+    "impossible value",  # a table value outside its possible range (ctrip.data.plausibility)
 )
 REPORT = "import_report"
 
@@ -56,6 +66,38 @@ class SubjectDropped(Exception):
         assert reason in DROP_REASONS, reason
         self.reason, self.detail = reason, detail
         super().__init__(f"{reason}: {detail}")
+
+
+def id_problem(subject_id: str) -> str | None:
+    """Why `subject_id` cannot name files (a path separator, `..`, a control character), or None.
+
+    Ids become file names in the work folder and folder names under the input root, so an id
+    such as `../../x` or `/tmp/x` would read or write outside them.
+    """
+    if not subject_id or not subject_id.strip():
+        return "the id is empty"
+    if subject_id in (".", ".."):
+        return f"the id {subject_id!r} names a folder"
+    for char in ("/", "\\"):
+        if char in subject_id:
+            return f"the id {subject_id!r} holds a path separator {char!r}"
+    if any(unicodedata.category(c).startswith("C") for c in subject_id):
+        return f"the id {subject_id!r} holds a control character"
+    if len(subject_id.encode()) > 200:
+        return "the id is longer than 200 bytes"
+    return None
+
+
+def inside(folder: Path, *parts: str, resolve: bool = True) -> Path:
+    """`folder/parts...`, after checking it stays inside `folder` (resolving links if `resolve`)."""
+    path = folder.joinpath(*parts)
+    if resolve:
+        ok = path.resolve().is_relative_to(folder.resolve())
+    else:
+        ok = Path(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
+    if not ok:
+        raise CohortError(f"{'/'.join(parts)!r} leads outside {folder}; refusing to use it")
+    return path
 
 
 @dataclass(frozen=True)
@@ -73,6 +115,17 @@ class ImportSettings:
         unknown = [m for m in self.modalities if m not in ARRAY_MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(f"modalities {unknown or '[]'}: choose from {list(ARRAY_MODALITIES)}")
+        checks = (
+            ("image_size", self.image_size, 8, 4096),
+            ("ecg_sampling_rate_hz", self.ecg_sampling_rate_hz, 50.0, 20000.0),
+            ("ecg_seconds", self.ecg_seconds, 1.0, 600.0),
+            ("crop_mm", self.crop_mm, 10.0, 2000.0),
+        )
+        for name, value, low, high in checks:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} {value!r} is not a number")
+            if not low <= value <= high:  # also refuses NaN
+                raise ValueError(f"{name} {value!r} is outside {low:g}-{high:g}")
 
     def shape(self, modality: str) -> tuple[int, ...]:
         if modality == "ecg":
@@ -146,6 +199,27 @@ def prepare_subject(subject: SubjectFiles, settings: ImportSettings) -> dict[str
         raise SubjectDropped("unreadable file", str(err)) from err
     except GeometryError as err:
         raise SubjectDropped("wrong geometry", str(err)) from err
+    except (SubjectDropped, KeyboardInterrupt):
+        raise
+    except Exception as err:  # any reader failure drops this subject, never the batch
+        # modalities are prepared in ARRAY_MODALITIES order: the failed one has no array yet
+        failed = [m for m in ARRAY_MODALITIES if m in settings.modalities and m not in arrays]
+        file = subject.files[failed[0]]
+        raise SubjectDropped(
+            "unreadable file", f"{file}: {type(err).__name__}: {' '.join(str(err).split())}"
+        ) from err
+    for modality, array in arrays.items():
+        if array.shape != settings.shape(modality) or not np.isfinite(array).all():
+            raise SubjectDropped(
+                "wrong geometry",
+                f"{subject.files[modality]}: prepared {modality} is {array.shape} or not finite",
+            )
+    if "ecg" in arrays and np.abs(arrays["ecg"]).max() > plausibility.ECG_MV_MAX:
+        raise SubjectDropped(
+            "unreadable file",
+            f"{subject.files['ecg']}: amplitude {np.abs(arrays['ecg']).max():.0f} mV, above "
+            f"{plausibility.ECG_MV_MAX:g} mV: microvolts labelled as mV, or a saturated recording",
+        )
     return arrays
 
 
@@ -162,7 +236,9 @@ def process_subject(subject: SubjectFiles, settings: ImportSettings, state_dir: 
         warnings.simplefilter("always")
         try:
             arrays = prepare_subject(subject, settings)
-            _write_atomically(state_dir / f"{subject.id}.npz", lambda h: np.savez(h, **arrays))
+            _write_atomically(
+                inside(state_dir, f"{subject.id}.npz"), lambda h: np.savez(h, **arrays)
+            )
             state = {"id": subject.id, "status": "imported"}
         except SubjectDropped as drop:
             state = {
@@ -173,9 +249,27 @@ def process_subject(subject: SubjectFiles, settings: ImportSettings, state_dir: 
             }
     state["warnings"] = [str(w.message) for w in caught]
     _write_atomically(
-        state_dir / f"{subject.id}.json", lambda h: h.write(json.dumps(state).encode())
+        inside(state_dir, f"{subject.id}.json"), lambda h: h.write(json.dumps(state).encode())
     )
     return state
+
+
+def load_prepared(state_dir: Path, subject_id: str, settings: ImportSettings) -> dict:
+    """A subject's prepared arrays from the work folder; `SubjectDropped` if the file is bad."""
+    file = inside(state_dir, f"{subject_id}.npz")
+    try:
+        with np.load(file, allow_pickle=False) as stored:
+            arrays = {m: np.asarray(stored[m]) for m in settings.modalities}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise SubjectDropped(
+            "unreadable file", f"{file}: damaged work file ({type(err).__name__}: {err})"
+        ) from err
+    for modality, array in arrays.items():
+        if array.shape != settings.shape(modality) or not np.isfinite(array).all():
+            raise SubjectDropped(
+                "unreadable file", f"{file}: damaged work file ({modality} is {array.shape})"
+            )
+    return arrays
 
 
 @dataclass
@@ -269,42 +363,66 @@ def run_import(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    check_replaceable(out_dir)  # before any work: --overwrite replaces only a cohort
+    for subject in subjects:
+        if problem := id_problem(subject.id):
+            raise CohortError(f"{problem}; ids name files, so they must be plain names",
+                              subject=repr(subject.id), field="id")  # fmt: skip
     work = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
     if restart and work.exists():
+        _check_work_folder(work)
         shutil.rmtree(work)
     state_dir = work / "subjects"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(work, settings)
+    with write_errors(work):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _check_settings(work, settings)
+    table, early_drops, subjects = _drop_impossible(table, list(early_drops or []), subjects)
 
     states: dict[str, dict] = {}
     pending = []
     for subject in subjects:
-        state_file = state_dir / f"{subject.id}.json"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-            if state["status"] == "imported" or not retry_dropped:
-                states[subject.id] = state
-                continue
+        state = _read_state(inside(state_dir, f"{subject.id}.json"))
+        if state is not None and (state["status"] == "imported" or not retry_dropped):
+            states[subject.id] = state
+            continue
         pending.append(subject)
+    per_subject = sum(4 * int(np.prod(settings.shape(m))) for m in settings.modalities)
+    check_free_space(state_dir, 2 * per_subject * len(pending))  # work files, then the cohort
     bar = tqdm(
         total=len(subjects), initial=len(subjects) - len(pending), desc="import", unit="subject",
         disable=not progress,
     )  # fmt: skip
     try:
-        if workers <= 1:
-            for subject in pending:
-                states[subject.id] = process_subject(subject, settings, state_dir)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                futures = {
-                    pool.submit(process_subject, s, settings, state_dir): s.id for s in pending
-                }
-                for future in as_completed(futures):
-                    states[futures[future]] = future.result()
+        with write_errors(state_dir):
+            if workers <= 1:
+                for subject in pending:
+                    states[subject.id] = process_subject(subject, settings, state_dir)
                     bar.update()
+            else:
+                with ProcessPoolExecutor(workers) as pool:
+                    futures = {
+                        pool.submit(process_subject, s, settings, state_dir): s.id for s in pending
+                    }
+                    for future in as_completed(futures):
+                        states[futures[future]] = future.result()
+                        bar.update()
     finally:
         bar.close()
+    for subject in subjects:  # a damaged work file is prepared again, or the subject dropped
+        if states[subject.id]["status"] != "imported":
+            continue
+        try:
+            load_prepared(state_dir, subject.id, settings)
+        except SubjectDropped:
+            with write_errors(state_dir):
+                states[subject.id] = process_subject(subject, settings, state_dir)
+            if states[subject.id]["status"] == "imported":
+                try:
+                    load_prepared(state_dir, subject.id, settings)
+                except SubjectDropped as drop:
+                    states[subject.id].update(
+                        status="dropped", reason=drop.reason, detail=drop.detail
+                    )
 
     imported = [s.id for s in subjects if states[s.id]["status"] == "imported"]
     dropped = list(early_drops or []) + [
@@ -327,9 +445,9 @@ def run_import(
     writer = CohortWriter(out_dir, len(imported), overwrite=overwrite)
     targets = {m: writer.array(m, settings.shape(m)) for m in settings.modalities}
     for row, subject_id in enumerate(tqdm(imported, desc="assemble", disable=not progress)):
-        with np.load(state_dir / f"{subject_id}.npz") as arrays:
-            for modality, target in targets.items():
-                target[row] = arrays[modality]
+        arrays = load_prepared(state_dir, subject_id, settings)
+        for modality, target in targets.items():
+            target[row] = arrays[modality]
     rows = table.assign(id=table["id"].astype(str)).set_index("id").loc[imported].reset_index()
     provenance = {
         **provenance,
@@ -349,9 +467,64 @@ def run_import(
         split_seed=split_seed,
     )
     report.cohort = str(out_dir)
-    report.write(work)
-    report.write(out_dir)
+    with write_errors(out_dir):
+        report.write(work)
+        report.write(out_dir)
     return report
+
+
+def _read_state(state_file: Path) -> dict | None:
+    """A subject's saved state, or None when there is none or it is damaged (prepare again)."""
+    if not state_file.exists():
+        return None
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(state, dict) and state.get("status") in ("imported", "dropped")
+    return state if ok else None
+
+
+def _check_work_folder(work: Path) -> None:
+    """`--restart` deletes the work folder: only one that an import made (or an empty one)."""
+    entries = {e.name for e in work.iterdir()} if work.is_dir() else {"(a file)"}
+    ours = {"settings.json", "subjects", f"{REPORT}.json", f"{REPORT}.txt"}
+    if entries - ours:
+        raise CohortError(
+            f"is not an import work folder (it holds {sorted(entries - ours)[:3]}); refusing "
+            "to delete it for --restart",
+            file=work,
+        )
+
+
+def _drop_impossible(
+    table: pd.DataFrame, drops: list[dict[str, str]], subjects: list[SubjectFiles]
+) -> tuple[pd.DataFrame, list[dict[str, str]], list[SubjectFiles]]:
+    """Drop the subjects whose table row holds a physically impossible value (LVEF 250 %)."""
+    bad: dict[int, str] = {}
+    for column in table.columns:
+        spec = plausibility.TABLE_RANGES.get(column)
+        if spec is None:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+        low, high = spec.possible
+        for row in np.flatnonzero((values < low) | (values > high)):
+            bad.setdefault(
+                int(row),
+                f"{column} = {values[row]:g} {spec.unit} is outside the possible range "
+                f"{low:g}-{high:g} {spec.unit}",
+            )
+    if not bad:
+        return table, drops, subjects
+    ids = table["id"].astype(str).to_numpy()
+    drops += [{"id": ids[r], "reason": "impossible value", "detail": d} for r, d in bad.items()]
+    gone = {ids[r] for r in bad}
+    keep = ~np.isin(ids, list(gone))
+    return (
+        table[keep].reset_index(drop=True),
+        drops,
+        [s for s in subjects if s.id not in gone],
+    )
 
 
 def find_input(
@@ -366,9 +539,26 @@ def find_input(
     return None
 
 
+def read_table_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """`pandas.read_csv`, with any failure (missing, not UTF-8, malformed) one error naming the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError as err:
+        raise CohortError("no such file", file=path) from err
+    except UnicodeDecodeError as err:
+        raise CohortError(
+            f"not UTF-8 text ({err.reason} at byte {err.start}); save the table as UTF-8 CSV",
+            file=path,
+        ) from err
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CohortError(
+            f"not a readable CSV table ({' '.join(str(err).split())})", file=path
+        ) from err
+
+
 def read_boxes(path: str | Path) -> dict[str, HeartBox]:
     """Heart boxes by subject from a CSV with columns id, r0, c0, r1, c1 and optionally slice."""
-    frame = pd.read_csv(path, dtype={"id": str})
+    frame = read_table_csv(path, dtype={"id": str})
     missing = [c for c in ("id", "r0", "c0", "r1", "c1") if c not in frame.columns]
     if missing:
         raise CohortError(f"heart-box table lacks columns {missing}", file=path)
@@ -387,7 +577,7 @@ def read_boxes(path: str | Path) -> dict[str, HeartBox]:
 
 def read_cmr_frames(path: str | Path) -> dict[str, tuple[int, int]]:
     """End-diastole and end-systole frame indices by subject from a CSV: id, ed, es."""
-    frame = pd.read_csv(path, dtype={"id": str})
+    frame = read_table_csv(path, dtype={"id": str})
     missing = [c for c in ("id", "ed", "es") if c not in frame.columns]
     if missing:
         raise CohortError(f"cine frame table lacks columns {missing}", file=path)

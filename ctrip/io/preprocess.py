@@ -32,6 +32,7 @@ from ctrip.io.images import CineStack, SliceStack
 DEFAULT_CROP_MM = 200.0
 BOX_MARGIN = 1.2  # the crop is the heart box enlarged by 20%, made square
 PERCENTILES = (1.0, 99.0)
+MIN_IMAGE_SIDE = 16  # pixels: a smaller slice carries no heart to crop (1x1, 2x2 "images")
 
 
 class CentredCropWarning(UserWarning):
@@ -130,6 +131,25 @@ def three_slices(n_slices: int, centre: int | None, source: str) -> np.ndarray:
     return np.arange(centre - 1, centre + 2)
 
 
+def check_pixels(pixels: np.ndarray, source: str) -> None:
+    """Refuse images too small to hold a heart, and NaN or infinite pixels, naming `source`."""
+    if pixels.ndim < 2 or min(pixels.shape[-2:]) < MIN_IMAGE_SIDE:
+        raise GeometryError(
+            f"{source}: images of {list(pixels.shape[-2:])} pixels; at least "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} are needed"
+        )
+    if not np.isfinite(pixels).all():
+        where = np.argwhere(~np.isfinite(pixels))[0].tolist()
+        raise GeometryError(f"{source}: the image holds NaN or infinite pixels (first at {where})")
+
+
+def _normalized(crop: np.ndarray, source: str) -> np.ndarray:
+    try:
+        return normalize_intensity(crop)
+    except GeometryError as err:
+        raise GeometryError(f"{source}: {err}") from err
+
+
 def localizer_input(
     stack: SliceStack,
     size: int,
@@ -139,6 +159,7 @@ def localizer_input(
 ) -> np.ndarray:
     """Three consecutive transverse slices cropped around the heart: (3, size, size) in [0, 1]."""
     pixels = stack.pixels
+    check_pixels(pixels, stack.source)
     if mask is not None:
         mask = np.asarray(mask) > 0
         if mask.shape != pixels.shape:
@@ -170,7 +191,7 @@ def localizer_input(
                 f"{stack.source}: slices {chosen.tolist()} are not consecutive (gaps of "
                 f"{gaps[0]:.2f} and {gaps[1]:.2f} mm)"
             )
-    return resize(normalize_intensity(crop), size)
+    return resize(_normalized(crop, stack.source), size)
 
 
 def cardiac_frames(
@@ -219,6 +240,7 @@ def cine_input(
     lv_label: int = 1,
 ) -> np.ndarray:
     """ED, ES and mid-phase of the mid short-axis slice: (3, size, size) in [0, 1]."""
+    check_pixels(cine.pixels, cine.source)
     n_slices = cine.pixels.shape[0]
     mid = n_slices // 2
     slice_frames = cine.pixels[mid]
@@ -241,4 +263,4 @@ def cine_input(
         height, width = images.shape[1:]
         side = _centred_side_mm((height, width), cine.spacing, crop_mm)
         crop = square_crop(images, (height / 2, width / 2), side, cine.spacing)
-    return resize(normalize_intensity(crop), size)
+    return resize(_normalized(crop, cine.source), size)

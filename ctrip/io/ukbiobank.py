@@ -34,6 +34,8 @@ from ctrip.io.importer import (
     ImportSettings,
     SubjectFiles,
     find_input,
+    id_problem,
+    read_table_csv,
     run_import,
     tabular_variants,
 )
@@ -62,7 +64,7 @@ class Showcase:
 
     def __init__(self, path: str | Path, fields: set[int]) -> None:
         self.path = Path(path)
-        header = pd.read_csv(self.path, nrows=0).columns
+        header = read_table_csv(self.path, nrows=0).columns
         eid = [c for c in header if c in _EID_COLUMNS]
         if not eid:
             raise CohortError(
@@ -74,8 +76,17 @@ class Showcase:
             if parsed and parsed[0] in fields:
                 self.columns.setdefault(parsed[:2], []).append((parsed[2], name))
         wanted = [eid[0], *(n for cols in self.columns.values() for _, n in cols)]
-        self.frame = pd.read_csv(self.path, usecols=wanted, dtype={eid[0]: str}, low_memory=False)
+        self.frame = read_table_csv(
+            self.path, usecols=wanted, dtype={eid[0]: str}, low_memory=False
+        )
         self.ids = self.frame[eid[0]].astype(str).str.strip()
+        for row, eid_value in enumerate(self.ids):
+            if problem := id_problem(eid_value):
+                raise CohortError(
+                    f"line {row + 2}: {problem}; participant ids name bulk and work files",
+                    file=self.path,
+                    field=eid[0],
+                )
         if self.ids.duplicated().any():
             raise CohortError(
                 "duplicate participant id",

@@ -6,27 +6,46 @@ import argparse
 import dataclasses
 import sys
 
+from ctrip.arguments import number_in
 from ctrip.data.synth.sizes import SynthSizes
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, required=True, help="number of subjects")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument(
+        "--n", type=number_in(1, integer=True), required=True,
+        help="number of subjects (at least 3: one per split)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=number_in(0, 2**63 - 1, integer=True), default=0,
+        help="random seed (same seed, same bytes)",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="cohort folder to create")
     parser.add_argument("--profile", choices=("smoke", "default", "paper"), default="default",
                         help="array sizes (smoke 32 px / 100 Hz, default 64 px / 250 Hz, paper 224 px / 500 Hz)")  # fmt: skip
     parser.add_argument(
-        "--image-size", type=int, help="localizer side in pixels (overrides the profile)"
-    )
-    parser.add_argument("--cmr-size", type=int, help="cine side in pixels (overrides the profile)")
-    parser.add_argument("--ecg-hz", type=float, help="ECG sampling rate (overrides the profile)")
+        "--image-size", type=number_in(8, 1024, integer=True),
+        help="localizer side in pixels, 8-1024 (overrides the profile)",
+    )  # fmt: skip
     parser.add_argument(
-        "--ecg-seconds", type=float, help="ECG length in seconds (overrides the profile)"
-    )
+        "--cmr-size", type=number_in(8, 1024, integer=True),
+        help="cine side in pixels, 8-1024 (overrides the profile)",
+    )  # fmt: skip
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes (result is identical)"
-    )
-    parser.add_argument("--chunk-size", type=int, default=128, help="subjects per vectorized chunk")
+        "--ecg-hz", type=number_in(50, 5000),
+        help="ECG sampling rate, 50-5000 Hz (overrides the profile)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ecg-seconds", type=number_in(3, 600),
+        help="ECG length, 3-600 s (overrides the profile)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=number_in(1, 256, integer=True), default=1,
+        help="worker processes (result is identical)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chunk-size", type=number_in(1, integer=True), default=128,
+        help="subjects per vectorized chunk",
+    )  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing cohort folder"
     )
@@ -35,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrip.data.cohort import CohortError
+    from ctrip.data.cohort import CohortError, plausibility_warnings_printed
     from ctrip.data.synth.generate import synthesize_cohort
 
     sizes = SynthSizes.for_profile(args.profile)
@@ -51,10 +70,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: sizes too small to simulate: {sizes}", file=sys.stderr)
         return 2
     try:
-        path = synthesize_cohort(
-            args.out, args.n, args.seed, sizes, workers=args.workers,
-            progress=not args.no_progress, chunk_size=args.chunk_size, overwrite=args.overwrite,
-        )  # fmt: skip
+        with plausibility_warnings_printed():
+            path = synthesize_cohort(
+                args.out, args.n, args.seed, sizes, workers=args.workers,
+                progress=not args.no_progress, chunk_size=args.chunk_size,
+                overwrite=args.overwrite,
+            )  # fmt: skip
     except FileExistsError:
         print(f"error: {args.out} already exists (pass --overwrite to replace it)", file=sys.stderr)
         return 2
