@@ -1,14 +1,21 @@
 """Execute a plan: papermill in dependency order, cached by key, atomic run folders, provenance.
 
-A run's key hashes its notebook, its parameters, the `ctrip` source (the pipeline package
-itself excluded: it does not change what a notebook computes) and the keys of the runs it reads.
-A run whose folder `runs/<name>/provenance.json` holds the same key is up to date. Work happens in
-`runs/.tmp-<name>/` and is renamed into place only when the notebook finished, so an interrupted
-or failed run never counts as done; a failed notebook is kept as `failed/<name>.ipynb`.
+A run's key hashes exactly what it reads: its notebook, the `ctrip` modules it imports (the
+closure of its import statements, so the analysis package counts for the Table 2 and figure
+runs and an unrelated module does not), its parameters, its kernel's thread count and the keys
+of the runs it reads. A run is up to date when `runs/<name>/provenance.json` holds the same key
+and every output it recorded is still there, unchanged (size and sha256). Work happens in
+`runs/.tmp-<name>-<pid>/` and is renamed into place only when the notebook finished, so an
+interrupted or failed run never counts as done; a failed notebook is kept as
+`failed/<name>.ipynb`. One `ctrip run` at a time holds a results folder (`.lock`).
+Notebooks execute with their run folder as working directory and receive relative paths, so an
+executed notebook names no machine-specific or temporary folder.
 """
 
 from __future__ import annotations
 
+import ast
+import fcntl
 import hashlib
 import json
 import os
@@ -17,8 +24,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -47,14 +55,70 @@ class RunOutcome:
     key: str
 
 
-def source_hash(package_dir: Path = REPO_DIR / "ctrip") -> str:
-    """sha256 over the `ctrip` sources that notebooks use (everything but ctrip/pipeline/)."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*")):
-        rel = path.relative_to(package_dir)
-        if rel.parts[0] == "pipeline" or path.suffix not in (".py", ".yaml", ".json"):
+def _module_file(module: str, root: Path) -> Path | None:
+    """The source file of a `ctrip` module under `root` (the folder holding `ctrip/`)."""
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(source: str, module: str, is_package: bool) -> set[str]:
+    """`ctrip` modules named by the import statements of `source` (anywhere in it, lazy ones
+    included); `from ctrip.x import y` names ctrip.x and ctrip.x.y (which may be a module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")
+                parent = parts if is_package else parts[:-1]
+                parent = parent[: len(parent) - (node.level - 1)]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == "ctrip" or n.startswith("ctrip.")}
+
+
+def code_closure(modules: set[str], root: Path = REPO_DIR) -> list[Path]:
+    """Every `ctrip` source file that importing `modules` runs: the modules, their packages'
+    `__init__.py`, and recursively what they import."""
+    seen: set[Path] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
+        path = _module_file(name, root)
+        if path is None or path in seen:
             continue
-        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+        seen.add(path)
+        todo += _imports(path.read_text(), name, path.name == "__init__.py")
+    return sorted(seen)
+
+
+def notebook_imports(notebook: Path) -> set[str]:
+    """The `ctrip` modules a notebook's code cells import."""
+    import nbformat
+
+    book = nbformat.read(notebook, as_version=4)
+    source = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    return _imports("\n".join(lines), "__notebook__", False)
+
+
+# What the runner itself runs for a run without a notebook (the cohort: synthesis or a check).
+COHORT_MODULES = {"ctrip.data.synth", "ctrip.data.cohort"}
+
+
+def code_hash(modules: set[str], root: Path = REPO_DIR) -> str:
+    """sha256 over the source files of `code_closure(modules)`, with their paths."""
+    digest = hashlib.sha256()
+    for path in code_closure(modules, root):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -62,24 +126,35 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def run_keys(plan: list[Run], notebooks_dir: Path, src_hash: str) -> dict[str, str]:
-    """The cache key of every run (plan order guarantees inputs are keyed first)."""
+def run_records(plan: list[Run], notebooks_dir: Path) -> dict[str, dict[str, Any]]:
+    """What each run's key hashes (plan order guarantees inputs are keyed first)."""
+    records: dict[str, dict[str, Any]] = {}
     keys: dict[str, str] = {}
+    code_cache: dict[frozenset[str], str] = {}
     for run in plan:
         if run.notebook is None:
             cohort = run.parameters["cohort"]
-            nb_hash = (
-                sha256_of(Path(cohort["path"]) / "manifest.yaml") if cohort.get("path") else ""
-            )
+            manifest = Path(cohort["path"]) / "manifest.yaml" if cohort.get("path") else None
+            nb_hash = sha256_of(manifest) if manifest else ""
+            modules = COHORT_MODULES
         else:
             path = notebooks_dir / run.notebook
             if not path.exists():
                 raise PipelineError(f"run {run.name}: notebook {path} does not exist")
-            nb_hash = sha256_of(path)
-        record = {"notebook": nb_hash, "parameters": run.parameters, "source": src_hash,
-                  "inputs": {n: keys[n] for n in run.needs}}  # fmt: skip
+            nb_hash, modules = sha256_of(path), notebook_imports(path)
+        frozen = frozenset(modules)
+        if frozen not in code_cache:
+            code_cache[frozen] = code_hash(set(modules))
+        record = {"notebook": nb_hash, "code": code_cache[frozen], "parameters": run.parameters,
+                  "threads": run.threads, "inputs": {n: keys[n] for n in run.needs}}  # fmt: skip
         keys[run.name] = hashlib.sha256(_canonical(record).encode()).hexdigest()
-    return keys
+        records[run.name] = {**record, "key": keys[run.name]}
+    return records
+
+
+def run_keys(plan: list[Run], notebooks_dir: Path) -> dict[str, str]:
+    """The cache key of every run."""
+    return {name: r["key"] for name, r in run_records(plan, notebooks_dir).items()}
 
 
 def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
@@ -121,11 +196,90 @@ def ensure_kernel(name: str = KERNEL_NAME) -> None:
 
 def load_provenance(run_dir: Path) -> dict | None:
     path = run_dir / "provenance.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged record: the run is not up to date
 
 
 def run_folder(results_dir: Path, name: str) -> Path:
     return results_dir / "runs" / name
+
+
+def _output_files(out_dir: Path) -> list[Path]:
+    return [p for p in sorted(out_dir.rglob("*")) if p.is_file() and p.name != "provenance.json"]
+
+
+def _output_record(out_dir: Path) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """sha256 and [size, mtime_ns] of every file a run left in its folder."""
+    hashes, stats = {}, {}
+    for path in _output_files(out_dir):
+        rel, st = str(path.relative_to(out_dir)), path.stat()
+        hashes[rel], stats[rel] = sha256_of(path), [st.st_size, st.st_mtime_ns]
+    return hashes, stats
+
+
+def outputs_problem(run_dir: Path, record: dict[str, Any]) -> str | None:
+    """Why a run's recorded outputs are not all there unchanged (None when they are). A file
+    with its recorded size and modification time is taken as unchanged; any other is hashed."""
+    hashes = (record.get("hashes") or {}).get("outputs_sha256")
+    if not hashes:
+        return "its provenance records no outputs"
+    stats = record.get("outputs_stat") or {}
+    for rel, digest in hashes.items():
+        path = run_dir / rel
+        if not path.is_file():
+            return f"output {rel} is missing"
+        st = path.stat()
+        if rel in stats and stats[rel][0] != st.st_size:
+            return f"output {rel} changed (size)"
+        if stats.get(rel) != [st.st_size, st.st_mtime_ns] and sha256_of(path) != digest:
+            return f"output {rel} changed (sha256)"
+    return None
+
+
+def run_status(run_dir: Path, key: str) -> str:
+    """ "up to date", or "to run" with the reason."""
+    record = load_provenance(run_dir)
+    if record is None:
+        return "to run (never run)" if not run_dir.exists() else "to run (no provenance record)"
+    if record.get("key") != key:
+        return "to run (its notebook, code, parameters or inputs changed)"
+    problem = outputs_problem(run_dir, record)
+    return f"to run ({problem})" if problem else "up to date"
+
+
+@contextmanager
+def results_lock(results_dir: Path) -> Iterator[None]:
+    """Hold `results_dir/.lock` for one `ctrip run`; a second one is refused with a message
+    naming the holder. Temporary run folders left by an earlier, dead process are removed."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = results_dir / ".lock"
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise PipelineError(
+                f"results folder {results_dir} is in use by another ctrip run ({holder}); "
+                "wait for it to finish or use another --results folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}, since "
+                     f"{datetime.now(UTC).isoformat(timespec='seconds')}")  # fmt: skip
+        handle.flush()
+        for stale in (results_dir / "runs").glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in (results_dir / "runs").glob(".old-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def cohort_path(results_dir: Path, plan: list[Run]) -> Path:
@@ -138,27 +292,40 @@ def cohort_path(results_dir: Path, plan: list[Run]) -> Path:
     )
 
 
-def _resolve_inputs(inputs: Any, results_dir: Path) -> Any:
+def _relative(path: Path, start: Path) -> str:
+    """`path` relative to `start` when both lie in the results folder or the repository."""
+    path, start = Path(path).resolve(), Path(start).resolve()
+    for root in (start.parents[1], REPO_DIR):
+        if path.is_relative_to(root) and start.is_relative_to(root):
+            return os.path.relpath(path, start)
+    return str(path)
+
+
+def _resolve_inputs(inputs: Any, results_dir: Path, here: Path) -> Any:
     if isinstance(inputs, dict):
-        return {k: _resolve_inputs(v, results_dir) for k, v in inputs.items()}
+        return {k: _resolve_inputs(v, results_dir, here) for k, v in inputs.items()}
     if isinstance(inputs, list):
-        return [_resolve_inputs(v, results_dir) for v in inputs]
-    return str(run_folder(results_dir, inputs)) if isinstance(inputs, str) else inputs
+        return [_resolve_inputs(v, results_dir, here) for v in inputs]
+    if isinstance(inputs, str):
+        return _relative(run_folder(results_dir, inputs), here)
+    return inputs
 
 
 def notebook_parameters(
-    run: Run, notebook: Path, results_dir: Path, out_dir: Path, plan: list[Run]
+    run: Run, notebook: Path, results_dir: Path, plan: list[Run]
 ) -> dict[str, Any]:
-    """What papermill injects: the hashed parameters plus the locations of inputs and outputs
-    (`results_dir` is the run folder too, for notebooks that name it so)."""
+    """What papermill injects: the hashed parameters plus the locations of inputs and outputs,
+    relative to the run's folder (the kernel's working directory): `out_dir` is "." (and
+    `results_dir`, for notebooks that name it so), inputs are "../<run>"."""
     import papermill
 
+    here = run_folder(results_dir, run.name)
     declared = set(papermill.inspect_notebook(str(notebook)))
-    locations = {"cohort_path": str(cohort_path(results_dir, plan)), "out_dir": str(out_dir),
-                 "results_dir": str(out_dir)}  # fmt: skip
+    locations = {"cohort_path": _relative(cohort_path(results_dir, plan), here), "out_dir": ".",
+                 "results_dir": "."}  # fmt: skip
     return {
         **run.parameters,
-        **_resolve_inputs(run.inputs, results_dir),
+        **_resolve_inputs(run.inputs, results_dir, here),
         **{k: v for k, v in locations.items() if k in declared},
     }
 
@@ -170,20 +337,33 @@ def _synthesize(run: Run, out_dir: Path) -> None:
     if spec.get("path"):
         from ctrip.data.cohort import Cohort
 
-        Cohort.open(spec["path"], verify_checksums=True)  # a cohort brought by the user
+        Cohort.open(spec["path"])  # a cohort brought by the user: check it once here
+        (out_dir / "cohort.json").write_text(json.dumps({"path": str(spec["path"])}))
         return
-    sizes = SynthSizes.for_profile(spec.get("sizes", "default"))
+    sizes = SynthSizes(**spec["sizes"])
     synthesize_cohort(out_dir / "cohort", int(spec["n_subjects"]), seed=int(spec["seed"]), sizes=sizes,
                       workers=int(spec.get("workers", 1)), progress=True)  # fmt: skip
 
 
-def _quiet_kernel_manager(stderr: Any) -> type:
-    """A kernel manager whose kernel process writes its own stderr (ipykernel's start-up
-    warnings, not the notebook's output) to `stderr` instead of the terminal."""
+def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run's kernel: its thread count from its parameters, whatever
+    `--jobs` is, so that floating-point reductions (and so the numbers) do not depend on it."""
+    env = dict(os.environ if base is None else base)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(int(threads))
+    return env
+
+
+def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
+    """A kernel manager whose kernel runs in `cwd` with `threads` CPU threads and writes its own
+    stderr (ipykernel's start-up warnings, not the notebook's output) to `stderr`. (Papermill's
+    own `cwd` changes the directory of this whole process: wrong with runs in parallel.)"""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = kernel_environment(threads, kw.get("env"))
+            kw["cwd"] = str(cwd)
             await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
 
         _launch_kernel = _async_launch_kernel
@@ -191,25 +371,58 @@ def _quiet_kernel_manager(stderr: Any) -> type:
     return RunKernelManager
 
 
+def _portable(notebook_file: Path, run: Run, replacements: dict[str, str]) -> None:
+    """Make an executed notebook name no machine-specific or temporary folder: papermill's
+    recorded paths become the repository's, and absolute paths in outputs become relative."""
+    import nbformat
+
+    book = nbformat.read(notebook_file, as_version=4)
+    meta = book.metadata.get("papermill", {})
+    meta["input_path"] = f"notebooks/{run.notebook}"
+    meta["output_path"] = f"{run.name}.ipynb"
+
+    def clean(text: str) -> str:
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        return text
+
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = clean(output["text"])
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(value, str):
+                    output["data"][mime] = clean(value)
+            if "traceback" in output:
+                output["traceback"] = [clean(line) for line in output["traceback"]]
+    nbformat.write(book, notebook_file)
+
+
 def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir: Path,
                       plan: list[Run], kernel_name: str, progress: bool) -> None:  # fmt: skip
+    import sysconfig
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     output = out_dir / f"{run.name}.ipynb"
-    params = notebook_parameters(run, notebooks_dir / run.notebook, results_dir, out_dir, plan)
+    params = notebook_parameters(run, notebooks_dir / run.notebook, results_dir, plan)
     kernel_log = results_dir / "logs" / f"{run.name}.kernel.log"
     kernel_log.parent.mkdir(exist_ok=True)
+    final = run_folder(results_dir, run.name)
+    replacements = {str(out_dir): str(final), str(results_dir) + "/": "",
+                    str(REPO_DIR) + "/": "", sysconfig.get_paths()["purelib"]: "site-packages"}  # fmt: skip
     try:
         with open(kernel_log, "wb") as stderr:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
-                                       kernel_manager_class=_quiet_kernel_manager(stderr))  # fmt: skip
+                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir))  # fmt: skip
     except PapermillExecutionError as err:
         failed = results_dir / "failed" / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
         if output.exists():
+            _portable(output, run, replacements)
             shutil.copyfile(output, failed)
         first_line = err.source.strip().splitlines()[0] if err.source.strip() else ""
         raise PipelineError(
@@ -217,11 +430,7 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             f"(execution count {err.exec_count}, starting {first_line!r}): {err.ename}: {err.evalue}\n"
             f"the executed notebook with the traceback is {failed}; completed runs are kept"
         ) from None
-
-
-def _output_hashes(out_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(out_dir)): sha256_of(p) for p in sorted(out_dir.rglob("*"))
-            if p.is_file() and p.name != "provenance.json"}  # fmt: skip
+    _portable(output, run, replacements)
 
 
 def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
@@ -240,8 +449,9 @@ def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
 
 def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
                  progress: bool, record: dict[str, Any]) -> float:  # fmt: skip
-    """Execute one run in `runs/.tmp-<name>/`, write its provenance and rename it into place."""
-    tmp = results_dir / "runs" / f".tmp-{run.name}"
+    """Execute one run in `runs/.tmp-<name>-<pid>/`, write its provenance (with the sha256 of
+    every output) and rename it into place."""
+    tmp = results_dir / "runs" / f".tmp-{run.name}-{os.getpid()}"
     final = run_folder(results_dir, run.name)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -255,14 +465,12 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     seconds = time.perf_counter() - t0
-    record = {
-        **record,
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(seconds, 2),
-    }
-    record["hashes"] = {**record["hashes"], "outputs_sha256": _output_hashes(tmp)}
+    hashes, stats = _output_record(tmp)
+    record = {**record, "started": started.isoformat(timespec="seconds"),
+              "seconds": round(seconds, 2), "outputs_stat": stats}  # fmt: skip
+    record["hashes"] = {**record["hashes"], "outputs_sha256": hashes}
     (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-    old = results_dir / "runs" / f".old-{run.name}"
+    old = results_dir / "runs" / f".old-{run.name}-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -286,19 +494,31 @@ def run_plan(
 ) -> list[RunOutcome]:
     """Bring every run of `plan` up to date under `results_dir`; return what was done.
 
-    Up to `jobs` runs whose inputs are ready execute at once (each in its own kernel, with
-    `OMP_NUM_THREADS` = cores / jobs unless set). On a failure no new run starts, the runs
-    already going finish and are kept, and the first error is raised.
+    Up to `jobs` runs whose inputs are ready execute at once, each in its own kernel with the
+    thread count of its parameters (`Run.threads`). On a failure no new run starts, the runs
+    already going finish and are kept, and the first error is raised. The results folder is
+    locked for the duration.
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
+    with results_lock(results_dir):
+        return _run_locked(
+            plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress, log
+        )
+
+
+def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
+                settings: dict | None, jobs: int, progress: bool,
+                log: Callable[[str], None]) -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
-    src_hash = source_hash()
-    keys = run_keys(plan, notebooks_dir, src_hash)
-    stale = {
-        r.name
-        for r in plan
-        if (load_provenance(run_folder(results_dir, r.name)) or {}).get("key") != keys[r.name]
-    }
+    records = run_records(plan, notebooks_dir)
+    keys = {name: r["key"] for name, r in records.items()}
+    status = {r.name: run_status(run_folder(results_dir, r.name), keys[r.name]) for r in plan}
+    stale = {name for name, s in status.items() if s != "up to date"}
+    # A stale run makes every run that reads it stale (its input's key is unchanged when only
+    # its outputs went missing).
+    for run in plan:
+        if stale.intersection(run.needs):
+            stale.add(run.name)
     if any(r.notebook for r in plan if r.name in stale):
         ensure_kernel(kernel_name)
     common = {"profile": (settings or {}).get("profile"), "git": git_state(), "packages": package_versions(),
@@ -313,56 +533,48 @@ def run_plan(
 
     def record(run: Run) -> dict[str, Any]:
         return {"name": run.name, "notebook": run.notebook, "key": keys[run.name], "parameters": run.parameters,
-                "inputs": {n: keys[n] for n in run.needs},
-                "hashes": {"notebook_sha256": sha256_of(notebooks_dir / run.notebook) if run.notebook else None,
-                           "ctrip_source_sha256": src_hash}, **common}  # fmt: skip
+                "threads": run.threads, "inputs": {n: keys[n] for n in run.needs},
+                "hashes": {"notebook_sha256": records[run.name]["notebook"] or None,
+                           "ctrip_code_sha256": records[run.name]["code"]}, **common}  # fmt: skip
 
-    threads_env = jobs > 1 and "OMP_NUM_THREADS" not in os.environ
-    if threads_env:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     pending, running, failure = list(plan), {}, None
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            while pending or running:
-                for run in list(pending):
-                    if failure is not None or len(running) >= jobs:
-                        break
-                    if not all(n in outcomes for n in run.needs):
-                        continue
-                    pending.remove(run)
-                    if run.name not in stale:
-                        log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
-                        _publish(run, run_folder(results_dir, run.name), results_dir)
-                        outcomes[run.name] = RunOutcome(run.name, "up to date", 0.0, keys[run.name])
-                        continue
-                    log(f"{head[run.name]} running {run.notebook or 'cohort synthesis'} ...")
-                    future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
-                                         progress and jobs == 1, record(run))  # fmt: skip
-                    running[future] = run
-                if not running:
-                    if failure is None and any(
-                        all(n in outcomes for n in r.needs) for r in pending
-                    ):
-                        continue  # up-to-date runs unblocked others
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            for run in list(pending):
+                if failure is not None or len(running) >= jobs:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run = running.pop(future)
-                    try:
-                        seconds = future.result()
-                    except (
-                        BaseException
-                    ) as err:  # the first failure is raised after the others finish
-                        failure = failure or err
-                        log(f"{head[run.name]} FAILED")
-                        continue
-                    log(
-                        f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
-                    )
-                    outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
-    finally:
-        if threads_env:
-            del os.environ["OMP_NUM_THREADS"]
+                if not all(n in outcomes for n in run.needs):
+                    continue
+                pending.remove(run)
+                if run.name not in stale:
+                    log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
+                    _publish(run, run_folder(results_dir, run.name), results_dir)
+                    outcomes[run.name] = RunOutcome(run.name, "up to date", 0.0, keys[run.name])
+                    continue
+                why = status[run.name].removeprefix("to run ")
+                log(
+                    f"{head[run.name]} running {run.notebook or 'cohort'} {why if why != 'to run' else ''}..."
+                )
+                future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
+                                     progress and jobs == 1, record(run))  # fmt: skip
+                running[future] = run
+            if not running:
+                if failure is None and any(all(n in outcomes for n in r.needs) for r in pending):
+                    continue  # up-to-date runs unblocked others
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                try:
+                    seconds = future.result()
+                except BaseException as err:  # the first failure is raised after the others finish
+                    failure = failure or err
+                    log(f"{head[run.name]} FAILED")
+                    continue
+                log(
+                    f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
+                )
+                outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
     if failure is not None:
         raise failure
     if settings is not None:
@@ -373,7 +585,12 @@ def run_plan(
 def plan_status(
     plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR
 ) -> dict[str, str]:
-    """For each run: "up to date" or "to run" (what `ctrip run --dry-run` prints)."""
-    keys = run_keys(plan, Path(notebooks_dir), source_hash())
-    return {r.name: "up to date" if (load_provenance(run_folder(Path(results_dir), r.name)) or {}).get("key")
-            == keys[r.name] else "to run" for r in plan}  # fmt: skip
+    """For each run: "up to date" or "to run (why)" (what `ctrip run --dry-run` prints); a run
+    that reads a run to execute is to run too."""
+    keys = run_keys(plan, Path(notebooks_dir))
+    status = {r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name]) for r in plan}
+    for run in plan:
+        upstream = [n for n in run.needs if status[n] != "up to date"]
+        if upstream and status[run.name] == "up to date":
+            status[run.name] = f"to run (it reads {upstream[0]}, which is to run)"
+    return status
