@@ -49,7 +49,9 @@ def test_an_imported_cohort_runs_the_smoke_profile_and_predicts(imported, tmp_pa
     assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
     table = pd.read_csv(results / "table2.csv")
-    assert "CMR_sup" not in set(table["method"]) and "L+E+Tp" not in set(table["method"])
+    assert "CMR_sup" not in set(table["method"])  # no CMR in this cohort
+    has_tp = "Tp" in cohort.manifest["tabular_variants"]
+    assert ("L+E+Tp" in set(table["method"])) == has_tp
     assert {"L_sup", "E_sup", "T_sup", "L+E+T"} <= set(table["method"])
     assert not (results / "oracle.csv").exists()  # ceilings need the simulator
     assert not (results / "runs" / "data_card" / "reference_means.csv").exists()

@@ -13,19 +13,17 @@ import pandas as pd
 import pytest
 
 from ctrip.cli import main
-from ctrip.pipeline.plan import Run, build_plan, methods_for_cohort
-from ctrip.pipeline.runner import (
-    NOTEBOOKS_DIR,
+from ctrip.pipeline.cache import (
     REPO_DIR,
     PipelineError,
     code_closure,
     code_hash,
     notebook_imports,
-    plan_status,
     results_lock,
     run_keys,
-    run_plan,
 )
+from ctrip.pipeline.plan import Run, build_plan, methods_for_cohort
+from ctrip.pipeline.runner import NOTEBOOKS_DIR, plan_status, run_plan
 from ctrip.pipeline.settings import SettingsError, load_settings
 from ctrip.stages.config import make_config, run_config
 from tests.factories import TABULAR_VARIANTS, tiny_arrays, tiny_table

@@ -22,8 +22,8 @@ import pandas as pd
 import yaml
 
 from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.pipeline.cache import PipelineError, load_provenance, run_folder
 from ctrip.pipeline.plan import Run
-from ctrip.pipeline.runner import PipelineError, load_provenance, run_folder
 
 MATHJAX_PACKAGE = "mathjax@3"
 

@@ -37,8 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctrip.pipeline.book import build_book
+    from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
     from ctrip.pipeline.plan import build_plan
-    from ctrip.pipeline.runner import REPO_DIR, PipelineError, plan_status, results_lock, run_plan
+    from ctrip.pipeline.runner import plan_status, run_plan
     from ctrip.pipeline.settings import load_settings
 
     settings = load_settings(args.profile, args.overrides, cohort=args.cohort)
