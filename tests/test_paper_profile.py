@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_paper_sizes_take_two_steps_of_every_stage(tmp_path):
-    n = 12
+    n = 7  # 5 training subjects: two batches of 2
     path = write_cohort(tmp_path / "cohort", tiny_table(n), tiny_arrays(n, image=224, ecg_t=5000),
                         source="test", tabular_variants={"T": TABULAR_VARIANTS["T"]},
                         ecg_sampling_rate_hz=500.0)  # fmt: skip
