@@ -169,6 +169,10 @@ def test_a_cohort_without_cmr_plans_without_cmr_sup(tmp_path):
     assert plan["data_card"].parameters == {"simulated": False}
     assert plan["table2"].parameters["simulated"] is False
     assert "CMR_sup" not in plan["table2"].parameters["methods"]
+    from ctrip.pipeline.book import cohort_markdown
+
+    text = cohort_markdown(settings)  # the book says so
+    assert "CMR_sup (the cohort has no cmr)" in text and "oracle ceilings" in text
 
 
 def stage3_plan(cohort: Path, seed_run: str) -> list[Run]:
