@@ -10,12 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Initial temperatures of the public code, by pair (anchor first).
-DEFAULT_TEMPERATURES: dict[str, float] = {
-    "localizer-ecg": 0.1,
-    "localizer-tabular": 0.25,
-    "ecg-tabular": 0.1,
-}
+from ctrip.stages.config import DEFAULT_CONFIG
+
+# Initial temperatures of the public code, by pair (anchor first): set once, in the config.
+DEFAULT_TEMPERATURES: dict[str, float] = dict(DEFAULT_CONFIG["stage2"]["temperatures"])
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ the crop size the training cohort was imported with when its manifest is at hand
 `--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
 
 The CPs are printed and, with --out, written as CSV (id, phenotype, value, unit; one row per
-subject and phenotype) or JSON. Checkpoints load with `torch.load(..., weights_only=True)`.
+subject and phenotype) or JSON. Checkpoints are read by `ctrip.stages.checkpoint` (weights only).
 """
 
 from __future__ import annotations
@@ -67,19 +67,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def load_localizer_regressor(checkpoint: str | Path) -> tuple[Any, dict[str, Any]]:
     """The regressor of a Stage III localizer checkpoint and its raw dict; clear errors otherwise."""
-    import pickle
-
-    import torch
-
-    from ctrip.stages.train import load_regressor
+    from ctrip.stages.checkpoint import read_checkpoint
+    from ctrip.stages.inference import load_regressor
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+        ckpt = read_checkpoint(path, kinds=("stage3",))
+    except ValueError as err:
+        raise ValueError(
+            f"{err}; predict needs a Stage III (fine-tuned) localizer checkpoint"
+        ) from None
     check_checkpoint(ckpt, path)
     try:
         return load_regressor(path), ckpt
@@ -287,13 +284,9 @@ def check_output_path(out: str | Path) -> Path:
 
 def predict_localizers(regressor: Any, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """CPs (N, 18) in CP units for model inputs (N, 3, H, W)."""
-    import torch
+    from ctrip.stages.inference import predict_arrays
 
-    out = [
-        np.asarray(regressor.predict_cps(torch.from_numpy(inputs[i : i + batch_size])))
-        for i in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate(out)
+    return predict_arrays(regressor, inputs, batch_size)
 
 
 def cps_table(ids: list[str], cps: np.ndarray) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from ctrip.analysis.alignment import (
     retrieval_ranks,
     retrieval_recall,
 )
-from ctrip.metrics import paired_bootstrap, pearson
+from ctrip.analysis.metrics import paired_bootstrap, pearson
 
 
 def at_angles(degrees: list[float]) -> np.ndarray:

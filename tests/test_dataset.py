@@ -102,7 +102,7 @@ def test_bad_requests_are_named(tiny_cohort: Path) -> None:
 
 
 def test_datamodule_loaders(tiny_cohort: Path) -> None:
-    from ctrip.data.dataset import CohortDataModule
+    from ctrip.data.datamodule import CohortDataModule
 
     dm = CohortDataModule(
         tiny_cohort, modalities=("localizer", "tabular"), batch_size=8, fraction=0.5

@@ -28,6 +28,16 @@ def _valid() -> dict:
             "state_dict": {},
         },
         "stats": {},
+        # the fields every Stage III checkpoint carries (ctrip.stages.checkpoint)
+        "config": {},
+        "seed": 0,
+        "cohort": "cohort",
+        "tabular_variant": "T",
+        "history": {},
+        "best_epoch": 0,
+        "frozen": False,
+        "fraction": 1.0,
+        "init": "scratch",
     }
 
 

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from ctrip.data.schema import CP_NAMES, CP_UNITS
-from ctrip.metrics import (
+from ctrip.analysis.metrics import (
     bland_altman,
     bootstrap_ci,
     paired_bootstrap,
@@ -18,6 +17,7 @@ from ctrip.metrics import (
     pearson,
     per_cp_table,
 )
+from ctrip.data.schema import CP_NAMES, CP_UNITS
 
 
 def test_bland_altman_by_hand():

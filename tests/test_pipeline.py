@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
+from ctrip.analysis import report
 from ctrip.data.schema import CP_NAMES
-from ctrip.pipeline import report
 from ctrip.pipeline.outputs import load_outputs, save_outputs
-from ctrip.pipeline.plan import Run, build_plan, dependents, load_settings, parse_override
+from ctrip.pipeline.plan import Run, build_plan, dependents
 from ctrip.pipeline.runner import PipelineError, run_plan
+from ctrip.pipeline.settings import SettingsError, load_settings, parse_override
 
 
 def write_notebook(path: Path, parameters: str, body: str) -> None:
@@ -93,7 +94,7 @@ def test_cache_skips_up_to_date_and_reruns_exactly_the_dependents(tmp_path, note
     record = json.loads((results / "runs" / "b" / "provenance.json").read_text())
     assert record["parameters"] == {"y": 10}
     assert record["inputs"].keys() == {"cohort", "a"}
-    assert set(record["hashes"]) == {"notebook_sha256", "ctrip_source_sha256", "outputs_sha256"}
+    assert set(record["hashes"]) == {"notebook_sha256", "ctrip_code_sha256", "outputs_sha256"}
     assert "value.txt" in record["hashes"]["outputs_sha256"]
     assert record["packages"]["torch"] and record["seconds"] > 0 and "commit" in record["git"]
     injected = nbformat.read(results / "runs" / "b" / "b.ipynb", as_version=4)
@@ -166,16 +167,18 @@ def test_overrides_change_only_the_runs_they_concern():
     for override, changed in [
         ("methods.L_sup.frozen=true", {"stage3_L_sup"}),
         ("stage3.lr_head=0.01", {n for n in base if n.startswith("stage3_")}),
-        ("stage2.temperatures.localizer-ecg=0.07", {n for n in base if n.startswith("stage2_")}),
+        # only the Stage II runs with a localizer-ECG pair read that temperature
+        ("stage2.temperatures.localizer-ecg=0.07", {"stage2_L_E", "stage2_L_E_Tp", "stage2_L_E_T"}),
         ("table2.n_bootstrap=10", {"table2"}),
     ]:
         plan = {r.name: r.parameters for r in build_plan(load_settings("smoke", [override]))}
         assert {n for n in base if plan[n] != base[n]} == changed, override
-    assert parse_override("sweep.seeds=[0, 1]") == (["sweep", "seeds"], [0, 1])
-    with pytest.raises(ValueError, match="unknown section 'nosuch'"):
+    assert parse_override("sweep.seeds=[0, 1]") == ("sweep.seeds", [0, 1])
+    assert parse_override("stage3.lr_head=0.1") == ("config.stage3.lr_head", 0.1)
+    with pytest.raises(SettingsError, match="unknown section 'nosuch'"):
         load_settings("smoke", ["nosuch.key=1"])
-    with pytest.raises(ValueError, match="unknown config key"):
-        build_plan(load_settings("smoke", ["stage3.no_such_key=1"]))
+    with pytest.raises(SettingsError, match="unknown config key"):
+        load_settings("smoke", ["stage3.no_such_key=1"])
     with pytest.raises(FileNotFoundError, match="profile 'nope' not found"):
         load_settings("nope")
 
@@ -236,9 +239,8 @@ def test_report_tables_from_predictions():
 
 
 def test_interpret_rollout_and_attributions():
-    from ctrip.interpret import attention_rollout, rollout_maps, slice_attributions
+    from ctrip.analysis.interpret import attention_rollout, rollout_maps, slice_attributions
     from ctrip.models import build_encoder
-    from ctrip.stages.train import tokenizer_spec  # noqa: F401  (the encoder spec format)
 
     # One block whose every token attends to patch 2 only: rollout (residual 0) puts all on patch 2.
     attn = torch.zeros(1, 2, 5, 5)
@@ -266,3 +268,12 @@ def test_interpret_rollout_and_attributions():
         and attributions[:, 2].max() == 0
         and attributions[:, 1].max() == 1
     )
+
+
+def test_profile_cohort_sizes_agree_with_the_simulator_command():
+    from ctrip.data.synth import SynthSizes
+    from ctrip.stages.config import load_profile
+
+    for profile in ("smoke", "default", "paper"):
+        sizes = load_profile(profile)["cohort"]["sizes"]
+        assert SynthSizes(**sizes) == SynthSizes.for_profile(profile), profile

@@ -15,8 +15,9 @@ import pytest
 
 from ctrip.cli import main
 from ctrip.pipeline.book import build_book
-from ctrip.pipeline.plan import build_plan, load_settings
+from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import REPO_DIR
+from ctrip.pipeline.settings import load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +64,16 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     for figure in ("fig2a_attention.png", "fig2b_umap.png", "fig3_pearson_vs_fraction.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000, figure
 
+    # Executed notebooks name no machine-specific or temporary folder.
+    for notebook in (results / "runs").glob("*/*.ipynb"):
+        text = notebook.read_text()
+        assert str(tmp_path) not in text and ".tmp-" not in text, notebook
+        assert str(REPO_DIR) not in text, notebook
+
     root = book_source(tmp_path / "src")
-    html = build_book(root, results, plan, settings, output=tmp_path / "out")
+    html = build_book(root, results, plan, settings)  # a smoke book: its own folder
+    assert html == root / "_build" / "smoke" / "_build" / "html"
+    assert not (root / "book" / "executed").exists() and not (root / "_build" / "html").exists()
     page = (html / "book" / "results.html").read_text()
     assert "Fig. 1" in page and "L+E+T (C-TRIP)" in page
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()

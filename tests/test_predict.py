@@ -100,7 +100,7 @@ def test_predict_a_batch_folder_as_json(trained, tmp_path: Path) -> None:
 
 
 def test_preprocessed_arrays_match_the_model(trained, tmp_path: Path) -> None:
-    from ctrip.stages.train import load_regressor
+    from ctrip.stages.inference import load_regressor
 
     checkpoint, cohort = trained
     images = np.array(Cohort.open(cohort).array("localizer")[:3])

@@ -4,24 +4,18 @@ frozen vs full fine-tuning, temperatures, predictions."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
 from ctrip.stages.augment import augment_images
+from ctrip.stages.checkpoint import load_encoder, load_mae
+from ctrip.stages.checkpoint import read_checkpoint as load_checkpoint
 from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, set_key
+from ctrip.stages.inference import embed, load_regressor
 from ctrip.stages.modules import warmup_cosine
-from ctrip.stages.train import (
-    embed,
-    load_checkpoint,
-    load_encoder,
-    load_mae,
-    load_regressor,
-    run_stage1,
-    run_stage2,
-    run_stage3,
-)
+from ctrip.stages.train import run_stage1, run_stage2, run_stage3
 from tests.factories import make_tiny_cohort
 
 torch.set_num_threads(1)  # tiny models: one thread is as fast, and robust on a busy machine
@@ -128,9 +122,9 @@ def test_stage2_aligns_and_temperatures_learn(cohort, stage1, tmp_path):
     assert not state_equal(
         ckpt["encoders"]["localizer"], load_checkpoint(stage1["localizer"])["encoders"]["localizer"]
     )
-    ids, z = embed(path, cohort, "ecg", split="val", projected=True)
+    ids, z = embed(path, Cohort.open(cohort), "ecg", split="val", projected=True)
     assert z.shape == (len(ids), 256)
-    ids, f = embed(path, cohort, "localizer", split="test")
+    ids, f = embed(path, Cohort.open(cohort), "localizer", split="test")
     assert f.shape == (len(ids), CONFIG["models"]["localizer"]["dim"])
 
 
@@ -162,7 +156,7 @@ def test_stage3_scratch_predictions_and_regressor(cohort, tmp_path):
     assert list(preds.columns[:2]) == ["id", "split"] and all(
         f"{cp}_pred" in preds for cp in CP_NAMES
     )
-    assert pd.read_parquet(tmp_path / "predictions.parquet").equals(preds)
+    assert not (tmp_path / "predictions.parquet").exists()  # one file per sweep, by the notebook
     ckpt = torch.load(result.checkpoint, weights_only=True)
     assert ckpt["kind"] == "stage3" and ckpt["init"] is None and ckpt["frozen"] is False
     model = load_regressor(result.checkpoint)

@@ -8,7 +8,7 @@
   embedding, d for an isotropic one in d dimensions (Gao et al. 2017, bioRxiv 214262;
   Recanatesi et al. 2019).
 - Paired bootstrap of the difference in Pearson r between two methods on the same subjects:
-  `ctrip.metrics.paired_bootstrap` with statistic "r" does this; `paired_r_differences` runs it
+  `ctrip.analysis.metrics.paired_bootstrap` with statistic "r" does this; `paired_r_differences` runs it
   for every method against a baseline and every CP.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctrip.metrics import paired_bootstrap_frames
+from ctrip.analysis.metrics import paired_bootstrap_frames
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from ctrip.data.dataset import CohortDataset, NormalizationStats
 
 
 class CohortDataModule(L.LightningDataModule):
-    """Loaders for `modalities` of the cohort at `cohort_path`.
+    """Loaders for `modalities` of `cohort` (an opened `Cohort`, or its folder).
 
     The training loader takes the nested `fraction` of the training split (all of it when
     None); validation and test loaders always take their whole split. Normalization statistics
@@ -23,7 +23,7 @@ class CohortDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        cohort_path: str | Path,
+        cohort: Cohort | str | Path,
         modalities: Sequence[str],
         batch_size: int = 64,
         fraction: float | None = None,
@@ -34,7 +34,7 @@ class CohortDataModule(L.LightningDataModule):
         drop_last: bool = False,
     ) -> None:
         super().__init__()
-        self.cohort_path = Path(cohort_path)
+        self.cohort = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
         self.modalities = tuple(modalities)
         self.batch_size = batch_size
         self.fraction = fraction
@@ -49,7 +49,7 @@ class CohortDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        cohort = Cohort.open(self.cohort_path)
+        cohort = self.cohort
         self.stats = NormalizationStats.fit(cohort, self.tabular_variant)
         common = dict(
             modalities=self.modalities, stats=self.stats, tabular_variant=self.tabular_variant

@@ -195,13 +195,3 @@ class CohortDataset(Dataset):
         item["targets"] = torch.from_numpy(self.targets[i])
         item["targets_raw"] = torch.from_numpy(self.targets_raw[i])
         return item
-
-
-def __getattr__(name: str) -> Any:
-    # The LightningDataModule lives apart so that importing the dataset does not import
-    # Lightning (about 10 s).
-    if name == "CohortDataModule":
-        from ctrip.data.datamodule import CohortDataModule
-
-        return CohortDataModule
-    raise AttributeError(name)

@@ -1,11 +1,10 @@
-"""The papermill pipeline: experiments, profiles, a cached runner with provenance, and the book.
+"""The papermill pipeline, orchestration only: settings, plan, a cached runner with provenance,
+and the book.
 
-A profile (`profiles/<name>.yaml`) is a set of parameters; `experiments.yaml` lists the Table 2
-methods and the notebooks. `plan.build_plan` expands both into runs, `runner.run_plan` executes
-them in dependency order with caching, and `book.build_book` renders the Jupyter Book.
+`settings.load_settings` merges `experiments.yaml` (the Table 2 methods and the notebooks) with
+a profile (`ctrip/profiles/<name>.yaml`) and the overrides, and checks every value;
+`plan.build_plan` expands them into runs, `runner.run_plan` executes them in dependency order
+with caching, and `book.build_book` renders the Jupyter Book. What the notebooks compute lives
+in `ctrip.analysis` and `ctrip.stages`; they import only `outputs` from here (the record of what
+a run produced), so this file imports nothing: a run's code key stays what it reads.
 """
-
-from ctrip.pipeline.plan import Run, build_plan, load_settings
-from ctrip.pipeline.runner import PipelineError, run_plan
-
-__all__ = ["PipelineError", "Run", "build_plan", "load_settings", "run_plan"]

@@ -9,6 +9,7 @@ Executed notebooks are copied to `book/executed/` (numbered in run order, picked
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,9 @@ import pandas as pd
 import yaml
 
 from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.pipeline.cache import PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.plan import Run
-from ctrip.pipeline.runner import PipelineError, load_provenance, run_folder
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -118,20 +119,25 @@ def summary_markdown(table: pd.DataFrame, curves: pd.DataFrame, labels: dict[str
 
 def profile_markdown(settings: dict) -> str:
     """What the profile runs, beside the paper's sizes."""
-    from ctrip.data.synth import SynthSizes
-    from ctrip.stages.config import PAPER_OVERRIDES, make_config
+    from ctrip.stages.config import make_config
 
-    config = make_config(settings.get("config_profile", "default"), settings.get("config") or {})
-    paper = make_config("default", PAPER_OVERRIDES)
-    sizes = SynthSizes.for_profile(settings["cohort"].get("sizes", "default"))
+    config, paper = settings["config"], make_config("paper")
+    cohort = settings["cohort"]
+    sizes = cohort.get("sizes") or {}
     loc, ploc = config["models"]["localizer"], paper["models"]["localizer"]
     ecg, pecg = config["models"]["ecg"], paper["models"]["ecg"]
     tab, ptab = config["models"]["tabular"], paper["models"]["tabular"]
-    ecg_rate = ecg["rate_hz"] or sizes.ecg_sampling_rate_hz
+    if cohort.get("path"):
+        subjects, image, ecg_input = "(imported cohort)", "(the cohort's)", "(the cohort's)"
+    else:
+        subjects, side = str(cohort["n_subjects"]), sizes["image_size"]
+        rate = ecg["rate_hz"] or sizes["ecg_sampling_rate_hz"]
+        image = f"{side} x {side}"
+        ecg_input = f"12 x {int(rate * sizes['ecg_seconds'])} ({rate:g} Hz)"
     rows = [
-        ["subjects", str(settings["cohort"].get("n_subjects", "(imported cohort)")), "UK Biobank imaging visit"],
-        ["localizer / CMR image", f"{sizes.image_size} x {sizes.image_size}", "224 x 224"],
-        ["ECG as the model sees it", f"12 x {int(ecg_rate * sizes.ecg_seconds)} ({ecg_rate:g} Hz)", "12 x 5000 (500 Hz)"],
+        ["subjects", subjects, "UK Biobank imaging visit"],
+        ["localizer / CMR image", image, "224 x 224"],
+        ["ECG as the model sees it", ecg_input, "12 x 5000 (500 Hz)"],
         ["ECG tokens", "per lead" if ecg["per_lead"] else "all leads per token", "per lead"],
         ["localizer ViT (dim / depth / heads, patch)", f"{loc['dim']} / {loc['depth']} / {loc['heads']}, {loc['patch_size']}",
          f"{ploc['dim']} / {ploc['depth']} / {ploc['heads']}, {ploc['patch_size']}"],
@@ -144,6 +150,27 @@ def profile_markdown(settings: dict) -> str:
         ["seeds", ", ".join(str(s) for s in settings["sweep"]["seeds"]), "not stated"],
     ]  # fmt: skip
     return _md_table(["", f"this book (profile `{settings['profile']}`)", "the paper"], rows)
+
+
+def cohort_markdown(settings: dict) -> str:
+    """Which cohort the book ran on, the Table 2 methods it left out and why, and whether the
+    simulator-only parts (reference comparison, oracle ceilings, latents) apply."""
+    from ctrip.pipeline.plan import cohort_facts, methods_for_cohort
+
+    facts = cohort_facts(settings)
+    _, left_out = methods_for_cohort(settings)
+    if facts["simulated"]:
+        text = "The cohort is simulated, so the data card compares it with published reference values and every method's Pearson r stands beside its modality's oracle ceiling.\n"
+    else:
+        text = ("The cohort is not simulated (it was imported), so the simulator-only parts are left out: the comparison "
+                "with published reference values, the oracle ceilings and the latent variables.\n")  # fmt: skip
+    if left_out:
+        text += (
+            "\nLeft out of Table 2 because the cohort lacks what they need: "
+            + "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
+            + ".\n"
+        )
+    return text
 
 
 def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str]) -> str:
@@ -160,7 +187,7 @@ def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str
         params = {k: v for k, v in record["parameters"].items()}
         out.append(f"## {run.name}\n\n- key `{record['key']}`\n"
                    f"- notebook sha256 `{record['hashes']['notebook_sha256']}`\n"
-                   f"- ctrip source sha256 `{record['hashes']['ctrip_source_sha256']}`\n"
+                   f"- ctrip code sha256 `{record['hashes']['ctrip_code_sha256']}`\n"
                    f"- inputs: {', '.join(f'{n} `{k[:12]}`' for n, k in record['inputs'].items()) or 'none'}\n"
                    f"- git commit `{record['git']['commit']}` (uncommitted changes: {record['git']['dirty']})\n\n"
                    "```yaml\n" + yaml.safe_dump(params, sort_keys=False, width=100) + "```\n")  # fmt: skip
@@ -201,7 +228,8 @@ def write_includes(
     cps = list(settings["table2"]["cps"])
     table = pd.read_csv(results_dir / "table2.csv")
     summary = pd.read_csv(results_dir / "table2_cp18.csv")
-    oracle = pd.read_csv(results_dir / "oracle.csv")
+    oracle_file = results_dir / "oracle.csv"  # simulated cohorts only
+    oracle = pd.read_csv(oracle_file) if oracle_file.exists() else pd.DataFrame()
     curves = pd.read_csv(results_dir / "pearson_vs_fraction.csv")
     attention = settings["figures"]["attention"]
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
@@ -215,7 +243,7 @@ def write_includes(
         includes / "summary.md",
         summary_markdown(table, curves, labels, cps, attention["baseline"], attention["method"]),
     )
-    _write(includes / "profile.md", profile_markdown(settings))
+    _write(includes / "profile.md", profile_markdown(settings) + "\n" + cohort_markdown(settings))
     _write(includes / "provenance.md", provenance_markdown(plan, results_dir, order))
     fractions = sorted(curves["fraction"].unique())
     rows = [[labels[m], cp] + [_fmt(curves[(curves.method == m) & (curves.cp == cp) & np.isclose(curves.fraction, f)]["r"].mean(), 3)
@@ -231,16 +259,37 @@ def write_includes(
     )
 
 
+def book_sources(root: Path, target: Path) -> Path:
+    """A copy of the book's sources (config, table of contents, chapters, vendored MathJax) in
+    `target`, without executed notebooks: the source of a book that is not the default one."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copyfile(root / name, target / name)
+    shutil.rmtree(target / "book", ignore_errors=True)
+    shutil.copytree(root / "book", target / "book",
+                    ignore=shutil.ignore_patterns("executed", "_build"))  # fmt: skip
+    return target
+
+
 def build_book(
     root: Path, results_dir: Path, plan: list[Run], settings: dict, output: Path | None = None
 ) -> Path:
-    """Assemble `root/book/executed/` from the results and run `jupyter-book build -W`."""
+    """Assemble the executed notebooks and generated includes and run `jupyter-book build -W`.
+
+    The default profile's book is built in place (`root/book/executed/`, `root/_build/html`).
+    Any other profile, or an explicit `output`, gets its own copy of the sources in
+    `<output>/source` (default output: `root/_build/<profile>`) and its html in
+    `<output>/_build/html`, so a smoke or paper build never replaces the default book.
+    """
     root, results_dir = Path(root).resolve(), Path(results_dir).resolve()
     try:
         require_mathjax(root / "book" / "_vendor")
     except MathJaxError as err:
         raise PipelineError(str(err)) from None
-    executed = root / "book" / "executed"
+    if output is None and settings["profile"] != "default":
+        output = root / "_build" / settings["profile"]
+    source = root if output is None else book_sources(root, Path(output).resolve() / "source")
+    executed = source / "book" / "executed"
     (executed / "figures").mkdir(parents=True, exist_ok=True)
     order = _copy_executed(plan, results_dir, executed)
     figures = sorted((results_dir / "figures").glob("*.png"))
@@ -253,13 +302,8 @@ def build_book(
     for stale in [*executed.glob("*.ipynb"), *(executed / "figures").glob("*.png")]:
         if stale not in keep:  # from an earlier plan (e.g. a method since removed)
             stale.unlink()
-    cmd = [
-        str(Path(sys.executable).parent / "jupyter-book"),
-        "build",
-        str(root),
-        "-W",
-        "--keep-going",
-    ]
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "-W",
+           "--keep-going"]  # fmt: skip
     if output is not None:
         cmd += ["--path-output", str(Path(output).resolve())]
     print(f"building the book: {' '.join(cmd)}", flush=True)

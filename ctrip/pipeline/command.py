@@ -1,4 +1,4 @@
-"""`ctrip run --profile P [--set key=value ...] [--book] [--results DIR]`."""
+"""`ctrip run --profile P [--cohort PATH] [--set key=value ...] [--book] [--results DIR]`."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default",
                         help="smoke | default | paper, or a YAML file of the same form (default: default)")  # fmt: skip
+    parser.add_argument("--cohort", type=Path, default=None,
+                        help="run on this cohort (made by `ctrip cohort import` or synth) instead of "
+                        "simulating one; methods needing a modality it lacks are left out")  # fmt: skip
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set sweep.seeds=[0,1] --set methods.L_sup.frozen=true")  # fmt: skip
     parser.add_argument("--results", type=Path, default=None,
                         help="results folder (default: results/<profile>)")  # fmt: skip
     parser.add_argument(
-        "--book", action="store_true", help="then build the Jupyter Book into _build/html"
-    )
+        "--book", action="store_true",
+        help="then build the Jupyter Book: _build/html for the default profile, "
+        "_build/<profile>/_build/html for any other (never replacing the default book)",
+    )  # fmt: skip
     parser.add_argument("--book-output", type=Path, default=None,
-                        help="where the book is built (default: the repository root, i.e. _build/html)")  # fmt: skip
+                        help="build the book into this folder instead (its html/ subfolder)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None,
-                        help="notebooks executed at once (default: the profile's `jobs`)")  # fmt: skip
+                        help="notebooks executed at once (default: the profile's `jobs`); "
+                        "the numbers do not depend on it")  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is up to date"
     )
@@ -31,10 +37,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctrip.pipeline.book import build_book
-    from ctrip.pipeline.plan import build_plan, load_settings
-    from ctrip.pipeline.runner import REPO_DIR, PipelineError, plan_status, run_plan
+    from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
+    from ctrip.pipeline.plan import build_plan
+    from ctrip.pipeline.runner import plan_status, run_plan
+    from ctrip.pipeline.settings import load_settings
 
-    settings = load_settings(args.profile, args.overrides)
+    settings = load_settings(args.profile, args.overrides, cohort=args.cohort)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: at least 1")
     plan = build_plan(settings)
     results = (args.results or REPO_DIR / "results" / settings["profile"]).resolve()
     if args.dry_run:
@@ -51,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ctrip run: {executed} executed, {len(outcomes) - executed} up to date, "
               f"{time.perf_counter() - t0:.0f} s; results in {results}")  # fmt: skip
         if args.book:
-            html = build_book(REPO_DIR, results, plan, settings, output=args.book_output)
+            with results_lock(results):
+                html = build_book(REPO_DIR, results, plan, settings, output=args.book_output)
             print(f"ctrip run: book built in {html} ({time.perf_counter() - t0:.0f} s in all)")
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,15 +1,16 @@
-"""From a profile, the experiments file and `--set` overrides to an ordered list of runs.
+"""From the settings to an ordered list of runs, each with its full, resolved parameters.
 
-The settings tree is `experiments.yaml` deep-merged with `profiles/<profile>.yaml`, then the
-overrides. Each Table 2 method expands into the Stage I runs its encoders need, one Stage II run
-(if it is aligned) and one Stage III run that sweeps fractions and seeds; the figure and table
-notebooks depend on the Stage III runs they read. A run's parameters are plain YAML values, so
-they hash, go to papermill unchanged, and land in the provenance record.
+The settings (`ctrip.pipeline.settings.load_settings`: experiments, profile, `--cohort`,
+`--set`, all checked) expand here: each Table 2 method into the Stage I runs its encoders need,
+one Stage II run (if it is aligned) and one Stage III run that sweeps fractions and seeds; the
+table and figure notebooks depend on the Stage III runs they read. Each training run receives
+`run_config(...)`: exactly the configuration it reads, resolved once, which the notebook trains
+with and the checkpoint stores. Methods whose modalities the cohort lacks (e.g. CMR_sup on a
+cohort without CMR) are left out and named (`methods_for_cohort`).
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,10 @@ from typing import Any
 
 import yaml
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROFILES_DIR = PACKAGE_DIR / "profiles"
-EXPERIMENTS_FILE = PACKAGE_DIR / "experiments.yaml"
-# Sections of the training configuration (ctrip.stages.config); `--set stage3.lr_head=...` reaches
-# them without the `config.` prefix.
-CONFIG_SECTIONS = ("models", "stage1", "stage2", "stage3", "augment", "trainer")
+from ctrip.stages.config import run_config
+
+# The order of the steps in a plan (and in the book), then insertion order within a step.
+STEPS = ("cohort", "data_card", "stage1", "stage2", "stage3", "analysis")
 
 
 @dataclass
@@ -30,7 +29,8 @@ class Run:
     """One unit of cached work: a notebook executed with parameters (or the cohort synthesis).
 
     `parameters` are hashed; `inputs` name other runs (nested dict/list of run names) and reach
-    the notebook as the folders of those runs; `needs` are every run this one depends on.
+    the notebook as the folders of those runs; `needs` are every run this one depends on;
+    `threads` is the CPU thread count of its kernel (hashed too: it can change the numbers).
     """
 
     name: str
@@ -39,69 +39,8 @@ class Run:
     inputs: dict[str, Any] = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)  # files copied to the results folder
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """A copy of `base` with `override` merged in, recursing into dicts."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"stage2.temperature_le=0.07"` -> (["stage2", "temperature_le"], 0.07); values are YAML."""
-    if "=" not in text:
-        raise ValueError(f"--set {text!r}: expected key=value, e.g. sweep.seeds=[0,1]")
-    key, value = text.split("=", 1)
-    path = [part for part in key.strip().split(".") if part]
-    if not path:
-        raise ValueError(f"--set {text!r}: empty key")
-    return path, yaml.safe_load(value)
-
-
-def apply_override(settings: dict, path: list[str], value: Any) -> None:
-    """Set `settings[path...] = value`; the top-level section must exist (catches typos)."""
-    if path[0] not in settings:
-        raise ValueError(
-            f"--set {'.'.join(path)}: unknown section {path[0]!r}; sections: {sorted(settings)}"
-        )
-    node = settings
-    for i, part in enumerate(path[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
-        node = child
-    node[path[-1]] = value
-
-
-def load_settings(profile: str | Path, overrides: list[str] | None = None) -> dict:
-    """The settings tree of a profile (a name in profiles/ or a YAML path) with overrides."""
-    path = Path(profile)
-    if not path.suffix:
-        path = PROFILES_DIR / f"{profile}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"profile {profile!r} not found ({path}); known: {available_profiles()}"
-        )
-    settings = deep_merge(
-        yaml.safe_load(EXPERIMENTS_FILE.read_text()), yaml.safe_load(path.read_text())
-    )
-    settings.setdefault("profile", path.stem)
-    settings.setdefault("config", {})
-    for text in overrides or []:
-        key, value = parse_override(text)
-        if key[0] in CONFIG_SECTIONS:  # `--set stage2.lr=1e-4` means the training config
-            key = ["config", *key]
-        apply_override(settings, key, value)
-    return settings
+    step: str = "analysis"
+    threads: int = 1
 
 
 def slug(name: str) -> str:
@@ -113,56 +52,74 @@ def _stage1_name(modality: str, tabular_variant: str) -> str:
     return f"stage1_tabular_{tabular_variant}" if modality == "tabular" else f"stage1_{modality}"
 
 
-def build_plan(settings: dict) -> list[Run]:
-    """Expand the settings into runs, in an order where every run follows what it needs."""
-    from ctrip.stages.config import make_config
+def cohort_facts(settings: dict) -> dict[str, Any]:
+    """What the plan needs to know of the cohort: its modalities, tabular variants and whether
+    it is simulated (read from an existing cohort's manifest; a simulated one has them all)."""
+    path = settings["cohort"].get("path")
+    if not path:
+        return {"modalities": ["localizer", "cmr", "ecg", "tabular"], "variants": ["T", "Tp"],
+                "simulated": True}  # fmt: skip
+    manifest_file = Path(path) / "manifest.yaml"
+    if not manifest_file.is_file():
+        raise FileNotFoundError(f"cohort.path: {manifest_file} does not exist (not a cohort)")
+    manifest = yaml.safe_load(manifest_file.read_text()) or {}
+    variants = list(manifest.get("tabular_variants") or {})
+    modalities = list(manifest.get("arrays") or {}) + (["tabular"] if variants else [])
+    return {
+        "modalities": modalities,
+        "variants": variants,
+        "simulated": manifest.get("source") == "synthetic",
+    }
 
+
+def methods_for_cohort(settings: dict) -> tuple[dict[str, dict], dict[str, str]]:
+    """The methods this cohort can run (each merged over `method_defaults`), and those left
+    out with the reason."""
+    facts = cohort_facts(settings)
+    methods, left_out = {}, {}
+    for name, spec in settings["methods"].items():
+        spec = {**settings.get("method_defaults", {}), **(spec or {})}
+        if spec["encoder"] == "stage2" and not spec.get("pairs"):
+            raise ValueError(f"methods.{name}: an aligned (stage2) method needs pairs")
+        needed = {spec["modality"], *(m for pair in spec.get("pairs") or [] for m in pair)}
+        missing = sorted(needed - set(facts["modalities"]))
+        variant = spec.get("tabular_variant", "T")
+        if missing:
+            left_out[name] = f"the cohort has no {', '.join(missing)}"
+        elif "tabular" in needed and variant not in facts["variants"]:
+            left_out[name] = f"the cohort has no tabular variant {variant}"
+        else:
+            methods[name] = spec
+    return methods, left_out
+
+
+def build_plan(settings: dict) -> list[Run]:
+    """Expand checked settings into runs, in an order where every run follows what it needs."""
     nb = settings["notebooks"]
     seed = int(settings.get("seed", 0))
-    try:
-        config = make_config(
-            settings.get("config_profile", "default"), settings.get("config") or {}
-        )
-    except KeyError as err:
-        raise ValueError(f"training config: {err.args[0]}") from None
-
-    def stage_config(stage: str, modalities: list[str]) -> dict:
-        """The config sections a run reads, so an unrelated change does not invalidate it."""
-        models = {m: config["models"][m] for m in modalities if m in config["models"]}
-        return {
-            "models": models,
-            stage: config[stage],
-            "augment": config["augment"],
-            "trainer": config["trainer"],
-        }
+    config = settings["config"]
+    threads = int(config["trainer"]["threads"])
+    facts = cohort_facts(settings)
+    methods, _ = methods_for_cohort(settings)
 
     runs: dict[str, Run] = {}
 
     def add(run: Run) -> Run:
         run.needs = ["cohort", *_run_names(run.inputs)] if run.name != "cohort" else []
+        run.threads = threads
         runs[run.name] = run
         return run
 
-    add(Run("cohort", None, {"cohort": settings["cohort"]}))
-    add(Run("data_card", nb["data_card"], {}, publish=["figures"]))
-
-    methods: dict[str, dict] = {}
-    for name, spec in settings["methods"].items():
-        spec = deep_merge(settings.get("method_defaults", {}), spec or {})
-        if spec["encoder"] not in ("scratch", "stage1", "stage2"):
-            raise ValueError(
-                f"methods.{name}.encoder: {spec['encoder']!r} is not scratch, stage1 or stage2"
-            )
-        if spec["encoder"] == "stage2" and not spec.get("pairs"):
-            raise ValueError(f"methods.{name}: an aligned (stage2) method needs pairs")
-        methods[name] = spec
+    add(Run("cohort", None, {"cohort": settings["cohort"]}, step="cohort"))
+    add(Run("data_card", nb["data_card"], {"simulated": facts["simulated"]},
+            publish=["figures"], step="data_card"))  # fmt: skip
 
     def stage1(modality: str, variant: str) -> str:
         name = _stage1_name(modality, variant)
         if name not in runs:
             params = {"modality": modality, "tabular_variant": variant, "seed": seed}
-            params["config"] = stage_config("stage1", [modality])
-            add(Run(name, nb["stage1"], params, publish=["figures"]))
+            params["config"] = run_config(config, "stage1", [modality])
+            add(Run(name, nb["stage1"], params, publish=["figures"], step="stage1"))
         return name
 
     stage3_runs: dict[str, str] = {}
@@ -175,9 +132,9 @@ def build_plan(settings: dict) -> list[Run]:
             pairs = [list(p) for p in spec["pairs"]]
             encoders = {m: stage1(m, variant) for pair in pairs for m in pair}
             params = {"pairs": pairs, "tabular_variant": variant, "seed": seed}
-            params["config"] = stage_config("stage2", sorted(encoders))
+            params["config"] = run_config(config, "stage2", ["localizer"], pairs)
             init = f"stage2_{slug(name)}"
-            add(Run(init, nb["stage2"], params, inputs={"encoders": encoders}))
+            add(Run(init, nb["stage2"], params, inputs={"encoders": encoders}, step="stage2"))
         sweep = settings["sweep"]
         params = {
             "method": name,
@@ -187,16 +144,17 @@ def build_plan(settings: dict) -> list[Run]:
             "frozen": bool(spec.get("frozen", False)),
             "fractions": [float(f) for f in sweep["fractions"]],
             "seeds": [int(s) for s in sweep["seeds"]],
-            "config": stage_config("stage3", [spec["modality"]]),
+            "config": run_config(config, "stage3", [spec["modality"]]),
         }
         stage3_runs[name] = f"stage3_{slug(name)}"
-        add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}))
+        add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}, step="stage3"))
 
     figures = settings["figures"]
     labels = {name: spec.get("label", name) for name, spec in methods.items()}
     inputs = {"stage3": stage3_runs}
     modalities = {name: spec["modality"] for name, spec in methods.items()}
-    table = {"methods": labels, "modalities": modalities, **settings["table2"]}
+    table = {"methods": labels, "modalities": modalities, "simulated": facts["simulated"],
+             **settings["table2"]}  # fmt: skip
     add(
         Run(
             "table2",
@@ -273,10 +231,7 @@ def _ordered(runs: dict[str, Run]) -> list[Run]:
             visit(need, (*stack, name))
         done.append(name)
 
-    stage = {"cohort": 0, "data_card": 1, "stage1": 2, "stage2": 3, "stage3": 4}
-    for name in sorted(
-        runs, key=lambda n: stage.get(n.split("_")[0] if n.startswith("stage") else n, 5)
-    ):
+    for name in sorted(runs, key=lambda n: STEPS.index(runs[n].step)):  # stable
         visit(name, ())
     return [runs[name] for name in done]
 

@@ -1,15 +1,16 @@
-"""Execute a plan: papermill in dependency order, cached by key, atomic run folders, provenance.
+"""Execute a plan: papermill in dependency order, cached by key (`ctrip.pipeline.cache`), atomic
+run folders, provenance.
 
-A run's key hashes its notebook, its parameters, the `ctrip` source (the pipeline package
-itself excluded: it does not change what a notebook computes) and the keys of the runs it reads.
-A run whose folder `runs/<name>/provenance.json` holds the same key is up to date. Work happens in
-`runs/.tmp-<name>/` and is renamed into place only when the notebook finished, so an interrupted
-or failed run never counts as done; a failed notebook is kept as `failed/<name>.ipynb`.
+Work happens in `runs/.tmp-<name>-<pid>/` and is renamed into place only when the notebook
+finished, so an interrupted or failed run never counts as done; a failed notebook is kept as
+`failed/<name>.ipynb`. The results folder is locked while a plan runs. Notebooks execute with
+their run folder as working directory and receive relative paths, with the thread count of
+their parameters, so an executed notebook names no machine-specific or temporary folder and its
+numbers do not depend on `--jobs`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,18 +26,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ctrip.data.cohort import sha256_of
+from ctrip.pipeline.cache import (
+    REPO_DIR,
+    PipelineError,
+    _output_record,
+    results_lock,
+    run_folder,
+    run_keys,
+    run_records,
+    run_status,
+)
 from ctrip.pipeline.plan import Run
 
-REPO_DIR = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 KERNEL_NAME = "ctrip"
 PACKAGES = ("ctrip", "torch", "lightning", "numpy", "pandas", "scipy", "scikit-learn",
             "umap-learn", "captum", "papermill", "jupyter-book", "matplotlib")  # fmt: skip
-
-
-class PipelineError(RuntimeError):
-    """A run failed; the message names the run, the notebook, the cell and the error."""
 
 
 @dataclass
@@ -45,41 +50,6 @@ class RunOutcome:
     status: str  # "executed" | "up to date"
     seconds: float
     key: str
-
-
-def source_hash(package_dir: Path = REPO_DIR / "ctrip") -> str:
-    """sha256 over the `ctrip` sources that notebooks use (everything but ctrip/pipeline/)."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*")):
-        rel = path.relative_to(package_dir)
-        if rel.parts[0] == "pipeline" or path.suffix not in (".py", ".yaml", ".json"):
-            continue
-        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def run_keys(plan: list[Run], notebooks_dir: Path, src_hash: str) -> dict[str, str]:
-    """The cache key of every run (plan order guarantees inputs are keyed first)."""
-    keys: dict[str, str] = {}
-    for run in plan:
-        if run.notebook is None:
-            cohort = run.parameters["cohort"]
-            nb_hash = (
-                sha256_of(Path(cohort["path"]) / "manifest.yaml") if cohort.get("path") else ""
-            )
-        else:
-            path = notebooks_dir / run.notebook
-            if not path.exists():
-                raise PipelineError(f"run {run.name}: notebook {path} does not exist")
-            nb_hash = sha256_of(path)
-        record = {"notebook": nb_hash, "parameters": run.parameters, "source": src_hash,
-                  "inputs": {n: keys[n] for n in run.needs}}  # fmt: skip
-        keys[run.name] = hashlib.sha256(_canonical(record).encode()).hexdigest()
-    return keys
 
 
 def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
@@ -119,15 +89,6 @@ def ensure_kernel(name: str = KERNEL_NAME) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def load_provenance(run_dir: Path) -> dict | None:
-    path = run_dir / "provenance.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def run_folder(results_dir: Path, name: str) -> Path:
-    return results_dir / "runs" / name
-
-
 def cohort_path(results_dir: Path, plan: list[Run]) -> Path:
     """The cohort a plan works on: an existing one (`cohort.path`) or the synthesized one."""
     cohort = next(r for r in plan if r.name == "cohort").parameters["cohort"]
@@ -138,27 +99,40 @@ def cohort_path(results_dir: Path, plan: list[Run]) -> Path:
     )
 
 
-def _resolve_inputs(inputs: Any, results_dir: Path) -> Any:
+def _relative(path: Path, start: Path) -> str:
+    """`path` relative to `start` when both lie in the results folder or the repository."""
+    path, start = Path(path).resolve(), Path(start).resolve()
+    for root in (start.parents[1], REPO_DIR):
+        if path.is_relative_to(root) and start.is_relative_to(root):
+            return os.path.relpath(path, start)
+    return str(path)
+
+
+def _resolve_inputs(inputs: Any, results_dir: Path, here: Path) -> Any:
     if isinstance(inputs, dict):
-        return {k: _resolve_inputs(v, results_dir) for k, v in inputs.items()}
+        return {k: _resolve_inputs(v, results_dir, here) for k, v in inputs.items()}
     if isinstance(inputs, list):
-        return [_resolve_inputs(v, results_dir) for v in inputs]
-    return str(run_folder(results_dir, inputs)) if isinstance(inputs, str) else inputs
+        return [_resolve_inputs(v, results_dir, here) for v in inputs]
+    if isinstance(inputs, str):
+        return _relative(run_folder(results_dir, inputs), here)
+    return inputs
 
 
 def notebook_parameters(
-    run: Run, notebook: Path, results_dir: Path, out_dir: Path, plan: list[Run]
+    run: Run, notebook: Path, results_dir: Path, plan: list[Run]
 ) -> dict[str, Any]:
-    """What papermill injects: the hashed parameters plus the locations of inputs and outputs
-    (`results_dir` is the run folder too, for notebooks that name it so)."""
+    """What papermill injects: the hashed parameters plus the locations of inputs and outputs,
+    relative to the run's folder (the kernel's working directory): `out_dir` is "." (and
+    `results_dir`, for notebooks that name it so), inputs are "../<run>"."""
     import papermill
 
+    here = run_folder(results_dir, run.name)
     declared = set(papermill.inspect_notebook(str(notebook)))
-    locations = {"cohort_path": str(cohort_path(results_dir, plan)), "out_dir": str(out_dir),
-                 "results_dir": str(out_dir)}  # fmt: skip
+    locations = {"cohort_path": _relative(cohort_path(results_dir, plan), here), "out_dir": ".",
+                 "results_dir": "."}  # fmt: skip
     return {
         **run.parameters,
-        **_resolve_inputs(run.inputs, results_dir),
+        **_resolve_inputs(run.inputs, results_dir, here),
         **{k: v for k, v in locations.items() if k in declared},
     }
 
@@ -170,20 +144,33 @@ def _synthesize(run: Run, out_dir: Path) -> None:
     if spec.get("path"):
         from ctrip.data.cohort import Cohort
 
-        Cohort.open(spec["path"], verify_checksums=True)  # a cohort brought by the user
+        Cohort.validate(spec["path"])  # a cohort brought by the user: the full check, once
+        (out_dir / "cohort.json").write_text(json.dumps({"path": str(spec["path"])}))
         return
-    sizes = SynthSizes.for_profile(spec.get("sizes", "default"))
+    sizes = SynthSizes(**spec["sizes"])
     synthesize_cohort(out_dir / "cohort", int(spec["n_subjects"]), seed=int(spec["seed"]), sizes=sizes,
                       workers=int(spec.get("workers", 1)), progress=True)  # fmt: skip
 
 
-def _quiet_kernel_manager(stderr: Any) -> type:
-    """A kernel manager whose kernel process writes its own stderr (ipykernel's start-up
-    warnings, not the notebook's output) to `stderr` instead of the terminal."""
+def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run's kernel: its thread count from its parameters, whatever
+    `--jobs` is, so that floating-point reductions (and so the numbers) do not depend on it."""
+    env = dict(os.environ if base is None else base)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(int(threads))
+    return env
+
+
+def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
+    """A kernel manager whose kernel runs in `cwd` with `threads` CPU threads and writes its own
+    stderr (ipykernel's start-up warnings, not the notebook's output) to `stderr`. (Papermill's
+    own `cwd` changes the directory of this whole process: wrong with runs in parallel.)"""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = kernel_environment(threads, kw.get("env"))
+            kw["cwd"] = str(cwd)
             await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
 
         _launch_kernel = _async_launch_kernel
@@ -191,25 +178,58 @@ def _quiet_kernel_manager(stderr: Any) -> type:
     return RunKernelManager
 
 
+def _portable(notebook_file: Path, run: Run, replacements: dict[str, str]) -> None:
+    """Make an executed notebook name no machine-specific or temporary folder: papermill's
+    recorded paths become the repository's, and absolute paths in outputs become relative."""
+    import nbformat
+
+    book = nbformat.read(notebook_file, as_version=4)
+    meta = book.metadata.get("papermill", {})
+    meta["input_path"] = f"notebooks/{run.notebook}"
+    meta["output_path"] = f"{run.name}.ipynb"
+
+    def clean(text: str) -> str:
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        return text
+
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = clean(output["text"])
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(value, str):
+                    output["data"][mime] = clean(value)
+            if "traceback" in output:
+                output["traceback"] = [clean(line) for line in output["traceback"]]
+    nbformat.write(book, notebook_file)
+
+
 def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir: Path,
                       plan: list[Run], kernel_name: str, progress: bool) -> None:  # fmt: skip
+    import sysconfig
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     output = out_dir / f"{run.name}.ipynb"
-    params = notebook_parameters(run, notebooks_dir / run.notebook, results_dir, out_dir, plan)
+    params = notebook_parameters(run, notebooks_dir / run.notebook, results_dir, plan)
     kernel_log = results_dir / "logs" / f"{run.name}.kernel.log"
     kernel_log.parent.mkdir(exist_ok=True)
+    final = run_folder(results_dir, run.name)
+    replacements = {str(out_dir): str(final), str(results_dir) + "/": "",
+                    str(REPO_DIR) + "/": "", sysconfig.get_paths()["purelib"]: "site-packages"}  # fmt: skip
     try:
         with open(kernel_log, "wb") as stderr:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
-                                       kernel_manager_class=_quiet_kernel_manager(stderr))  # fmt: skip
+                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir))  # fmt: skip
     except PapermillExecutionError as err:
         failed = results_dir / "failed" / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
         if output.exists():
+            _portable(output, run, replacements)
             shutil.copyfile(output, failed)
         first_line = err.source.strip().splitlines()[0] if err.source.strip() else ""
         raise PipelineError(
@@ -217,11 +237,7 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             f"(execution count {err.exec_count}, starting {first_line!r}): {err.ename}: {err.evalue}\n"
             f"the executed notebook with the traceback is {failed}; completed runs are kept"
         ) from None
-
-
-def _output_hashes(out_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(out_dir)): sha256_of(p) for p in sorted(out_dir.rglob("*"))
-            if p.is_file() and p.name != "provenance.json"}  # fmt: skip
+    _portable(output, run, replacements)
 
 
 def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
@@ -240,8 +256,9 @@ def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
 
 def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
                  progress: bool, record: dict[str, Any]) -> float:  # fmt: skip
-    """Execute one run in `runs/.tmp-<name>/`, write its provenance and rename it into place."""
-    tmp = results_dir / "runs" / f".tmp-{run.name}"
+    """Execute one run in `runs/.tmp-<name>-<pid>/`, write its provenance (with the sha256 of
+    every output) and rename it into place."""
+    tmp = results_dir / "runs" / f".tmp-{run.name}-{os.getpid()}"
     final = run_folder(results_dir, run.name)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -255,14 +272,12 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     seconds = time.perf_counter() - t0
-    record = {
-        **record,
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(seconds, 2),
-    }
-    record["hashes"] = {**record["hashes"], "outputs_sha256": _output_hashes(tmp)}
+    hashes, stats = _output_record(tmp)
+    record = {**record, "started": started.isoformat(timespec="seconds"),
+              "seconds": round(seconds, 2), "outputs_stat": stats}  # fmt: skip
+    record["hashes"] = {**record["hashes"], "outputs_sha256": hashes}
     (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-    old = results_dir / "runs" / f".old-{run.name}"
+    old = results_dir / "runs" / f".old-{run.name}-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -286,19 +301,31 @@ def run_plan(
 ) -> list[RunOutcome]:
     """Bring every run of `plan` up to date under `results_dir`; return what was done.
 
-    Up to `jobs` runs whose inputs are ready execute at once (each in its own kernel, with
-    `OMP_NUM_THREADS` = cores / jobs unless set). On a failure no new run starts, the runs
-    already going finish and are kept, and the first error is raised.
+    Up to `jobs` runs whose inputs are ready execute at once, each in its own kernel with the
+    thread count of its parameters (`Run.threads`). On a failure no new run starts, the runs
+    already going finish and are kept, and the first error is raised. The results folder is
+    locked for the duration.
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
+    with results_lock(results_dir):
+        return _run_locked(
+            plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress, log
+        )
+
+
+def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
+                settings: dict | None, jobs: int, progress: bool,
+                log: Callable[[str], None]) -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
-    src_hash = source_hash()
-    keys = run_keys(plan, notebooks_dir, src_hash)
-    stale = {
-        r.name
-        for r in plan
-        if (load_provenance(run_folder(results_dir, r.name)) or {}).get("key") != keys[r.name]
-    }
+    records = run_records(plan, notebooks_dir)
+    keys = {name: r["key"] for name, r in records.items()}
+    status = {r.name: run_status(run_folder(results_dir, r.name), keys[r.name]) for r in plan}
+    stale = {name for name, s in status.items() if s != "up to date"}
+    # A stale run makes every run that reads it stale (its input's key is unchanged when only
+    # its outputs went missing).
+    for run in plan:
+        if stale.intersection(run.needs):
+            stale.add(run.name)
     if any(r.notebook for r in plan if r.name in stale):
         ensure_kernel(kernel_name)
     common = {"profile": (settings or {}).get("profile"), "git": git_state(), "packages": package_versions(),
@@ -313,56 +340,48 @@ def run_plan(
 
     def record(run: Run) -> dict[str, Any]:
         return {"name": run.name, "notebook": run.notebook, "key": keys[run.name], "parameters": run.parameters,
-                "inputs": {n: keys[n] for n in run.needs},
-                "hashes": {"notebook_sha256": sha256_of(notebooks_dir / run.notebook) if run.notebook else None,
-                           "ctrip_source_sha256": src_hash}, **common}  # fmt: skip
+                "threads": run.threads, "inputs": {n: keys[n] for n in run.needs},
+                "hashes": {"notebook_sha256": records[run.name]["notebook"] or None,
+                           "ctrip_code_sha256": records[run.name]["code"]}, **common}  # fmt: skip
 
-    threads_env = jobs > 1 and "OMP_NUM_THREADS" not in os.environ
-    if threads_env:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     pending, running, failure = list(plan), {}, None
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            while pending or running:
-                for run in list(pending):
-                    if failure is not None or len(running) >= jobs:
-                        break
-                    if not all(n in outcomes for n in run.needs):
-                        continue
-                    pending.remove(run)
-                    if run.name not in stale:
-                        log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
-                        _publish(run, run_folder(results_dir, run.name), results_dir)
-                        outcomes[run.name] = RunOutcome(run.name, "up to date", 0.0, keys[run.name])
-                        continue
-                    log(f"{head[run.name]} running {run.notebook or 'cohort synthesis'} ...")
-                    future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
-                                         progress and jobs == 1, record(run))  # fmt: skip
-                    running[future] = run
-                if not running:
-                    if failure is None and any(
-                        all(n in outcomes for n in r.needs) for r in pending
-                    ):
-                        continue  # up-to-date runs unblocked others
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            for run in list(pending):
+                if failure is not None or len(running) >= jobs:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run = running.pop(future)
-                    try:
-                        seconds = future.result()
-                    except (
-                        BaseException
-                    ) as err:  # the first failure is raised after the others finish
-                        failure = failure or err
-                        log(f"{head[run.name]} FAILED")
-                        continue
-                    log(
-                        f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
-                    )
-                    outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
-    finally:
-        if threads_env:
-            del os.environ["OMP_NUM_THREADS"]
+                if not all(n in outcomes for n in run.needs):
+                    continue
+                pending.remove(run)
+                if run.name not in stale:
+                    log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
+                    _publish(run, run_folder(results_dir, run.name), results_dir)
+                    outcomes[run.name] = RunOutcome(run.name, "up to date", 0.0, keys[run.name])
+                    continue
+                why = status[run.name].removeprefix("to run ")
+                log(
+                    f"{head[run.name]} running {run.notebook or 'cohort'} {why if why != 'to run' else ''}..."
+                )
+                future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
+                                     progress and jobs == 1, record(run))  # fmt: skip
+                running[future] = run
+            if not running:
+                if failure is None and any(all(n in outcomes for n in r.needs) for r in pending):
+                    continue  # up-to-date runs unblocked others
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                try:
+                    seconds = future.result()
+                except BaseException as err:  # the first failure is raised after the others finish
+                    failure = failure or err
+                    log(f"{head[run.name]} FAILED")
+                    continue
+                log(
+                    f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
+                )
+                outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
     if failure is not None:
         raise failure
     if settings is not None:
@@ -373,7 +392,12 @@ def run_plan(
 def plan_status(
     plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR
 ) -> dict[str, str]:
-    """For each run: "up to date" or "to run" (what `ctrip run --dry-run` prints)."""
-    keys = run_keys(plan, Path(notebooks_dir), source_hash())
-    return {r.name: "up to date" if (load_provenance(run_folder(Path(results_dir), r.name)) or {}).get("key")
-            == keys[r.name] else "to run" for r in plan}  # fmt: skip
+    """For each run: "up to date" or "to run (why)" (what `ctrip run --dry-run` prints); a run
+    that reads a run to execute is to run too."""
+    keys = run_keys(plan, Path(notebooks_dir))
+    status = {r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name]) for r in plan}
+    for run in plan:
+        upstream = [n for n in run.needs if status[n] != "up to date"]
+        if upstream and status[run.name] == "up to date":
+            status[run.name] = f"to run (it reads {upstream[0]}, which is to run)"
+    return status

@@ -1,2 +1,4 @@
-"""The three training stages: LightningModules (`modules`), their configuration (`config`) and
-the run functions the pipeline calls (`train`). Lightning is imported only by `modules`."""
+"""The three training stages: model building from a cohort (`build`), the LightningModules
+(`modules`), the recipes the notebooks call (`train`), the checkpoint format (`checkpoint`) and
+inference (`inference`); `config` holds the configuration. Lightning is imported only by
+`modules` and inside the recipes."""

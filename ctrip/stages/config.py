@@ -3,7 +3,7 @@
 
 `DEFAULT_CONFIG` is sized for the `default` profile (the synthetic cohort on a 2-core laptop
 CPU: small ViTs on 64x64 localizers with 8x8 patches, ECG at a reduced rate in all-lead
-patches). `PAPER_OVERRIDES` restores the sizes of the paper and its public code.
+patches); the `paper` profile restores the sizes of the paper and its public code.
 `make_config(profile, overrides)` merges them; unknown keys are errors, so a typo in
 `--set` cannot be silently ignored.
 
@@ -50,14 +50,27 @@ augment                      crop_scale (area fraction range), crop_ratio (aspec
 trainer                      accelerator ("auto", "cpu", "gpu"), devices, num_nodes, strategy
                              ("auto", "ddp", ...), precision ("32-true", "bf16-mixed", ...),
                              num_workers (data loader processes), enable_progress_bar,
-                             log_every_n_steps, deterministic, threads (torch CPU threads;
-                             null leaves torch's choice), quiet (hide Lightning's info lines)
+                             log_every_n_steps, deterministic, threads (CPU threads of torch
+                             and of the run's kernel: a parameter, so that the numbers do not
+                             depend on how many runs execute at once), quiet (hide Lightning's
+                             info lines)
+
+Profiles (`ctrip/profiles/<name>.yaml`, the one registry: cohort sizes, training overrides,
+sweeps) override these defaults under their `config:` key; `make_config("paper")` reads them.
+`run_config` cuts the full config down to what one run reads, so that its cache key changes
+only when something it uses changes.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
 # The encoder/decoder sizes every modality starts from at the default profile.
 _TRANSFORMER = {
@@ -142,84 +155,136 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "enable_progress_bar": False,
         "log_every_n_steps": 50,
         "deterministic": False,
-        "threads": None,
+        "threads": 1,
         "quiet": True,
     },
 }
 
-# The sizes of the paper and its public code (ViT-B on 224x224 localizers, per-lead ECG
-# patches of 100 samples at 500 Hz, a 12-layer tabular transformer) and its schedule.
-PAPER_OVERRIDES: dict[str, Any] = {
-    "models": {
-        "localizer": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
-                      "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
-        "cmr": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
-                "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
-        "ecg": {"rate_hz": None, "patch_seconds": 0.2, "per_lead": True, "dim": 384,
-                "depth": 3, "heads": 6, "decoder_dim": 256, "decoder_depth": 2,
-                "decoder_heads": 8},
-        "tabular": {"dim": 384, "depth": 12, "heads": 8, "decoder_dim": 192,
-                    "decoder_depth": 4, "decoder_heads": 8},
-    },
-    "stage1": {"max_epochs": 400, "batch_size": 256, "lr": 1.5e-4, "warmup_epochs": 40,
-               "patience": 400},
-    "stage2": {"max_epochs": 150, "batch_size": 256, "lr": 1e-4, "warmup_epochs": 10,
-               "patience": 30},
-    "stage3": {"max_epochs": 100, "batch_size": 256, "warmup_epochs": 5, "patience": 20},
-    "trainer": {"precision": "bf16-mixed", "num_workers": 8, "enable_progress_bar": True},
-}  # fmt: skip
 
-# Smallest sizes that still exercise every code path (CI).
-SMOKE_OVERRIDES: dict[str, Any] = {
-    "models": {
-        m: {"dim": 32, "depth": 1, "heads": 2, "decoder_dim": 16, "decoder_depth": 1,
-            "decoder_heads": 2}
-        for m in ("localizer", "cmr", "ecg", "tabular")
-    },
-    "stage1": {"max_epochs": 2, "batch_size": 32},
-    "stage2": {"max_epochs": 2, "batch_size": 32},
-    "stage3": {"max_epochs": 2, "batch_size": 32},
-}  # fmt: skip
-
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": SMOKE_OVERRIDES,
-    "default": {},
-    "paper": PAPER_OVERRIDES,
-}
-
-
-def merge_config(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """A deep copy of `base` with `overrides` merged in. A key absent from `base` is an error
+def merge_config(
+    base: dict[str, Any], overrides: dict[str, Any] | None, strict: bool = True
+) -> dict[str, Any]:
+    """A deep copy of `base` with `overrides` merged in, recursing into dicts: the one merge
+    function of configs and settings. With `strict`, a key absent from `base` is an error
     (except under `stage2.temperatures`, where any pair name may be given)."""
     merged = copy.deepcopy(base)
     for key, value in (overrides or {}).items():
-        if key not in merged and key != "temperatures":
+        if strict and key not in merged and key != "temperatures":
             raise KeyError(f"unknown config key {key!r}; known: {sorted(merged)}")
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             if key == "temperatures":
                 merged[key] = {**merged[key], **value}
             else:
-                merged[key] = merge_config(merged[key], value)
+                merged[key] = merge_config(merged[key], value, strict)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def profile_file(profile: str | Path) -> Path:
+    """The YAML file of a profile: a name in `ctrip/profiles/` or a path."""
+    path = Path(profile)
+    if not path.suffix:
+        path = PROFILES_DIR / f"{profile}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"profile {str(profile)!r} not found ({path}); known: {available_profiles()}"
+        )
+    return path
+
+
+def load_profile(profile: str | Path) -> dict[str, Any]:
+    """A profile's settings as written in its file (cohort, sweep, config overrides, ...)."""
+    path = profile_file(profile)
+    settings = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: a profile is a mapping of settings")
+    return settings
+
+
 def make_config(
-    profile: str = "default", overrides: dict[str, Any] | None = None
+    profile: str | Path = "default", overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The full configuration of `profile` ("smoke", "default", "paper") plus `overrides`."""
-    if profile not in PROFILES:
-        raise KeyError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
-    return merge_config(merge_config(DEFAULT_CONFIG, PROFILES[profile]), overrides)
+    """The full training configuration of `profile` ("smoke", "default", "paper" or a profile
+    file): DEFAULT_CONFIG, the profile's `config:` overrides, then `overrides`."""
+    return merge_config(
+        merge_config(DEFAULT_CONFIG, load_profile(profile).get("config") or {}), overrides
+    )
 
 
-def set_key(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """A copy of `config` with the dotted key (e.g. "stage1.lr") set to `value`."""
+def stage2_pairs(pairs: Sequence[Sequence[str]], ecg_tabular: bool) -> tuple[list[str], bool]:
+    """Auxiliary modalities of localizer-anchored pairs (either order); an ("ecg", "tabular")
+    pair turns the ECG-tabular ablation term on."""
+    from ctrip.data.schema import MODALITIES
+
+    auxiliary: list[str] = []
+    for pair in pairs:
+        a, b = pair
+        if set(pair) == {"ecg", "tabular"}:
+            ecg_tabular = True
+        elif "localizer" in pair and a != b:
+            other = b if a == "localizer" else a
+            if other not in MODALITIES:
+                raise ValueError(f"unknown modality {other!r} in pair {tuple(pair)}")
+            if other not in auxiliary:
+                auxiliary.append(other)
+        else:
+            raise ValueError(
+                f"pair {tuple(pair)}: Stage II pairs are localizer-anchored, e.g. "
+                "('localizer', 'ecg'); only ('ecg', 'tabular') is allowed besides, as an ablation"
+            )
+    if not auxiliary:
+        raise ValueError("Stage II needs at least one pair with the localizer")
+    return auxiliary, ecg_tabular
+
+
+def run_config(
+    config: dict[str, Any],
+    stage: str,
+    modalities: Sequence[str],
+    pairs: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """What one run of `stage` on `modalities` reads of the full `config`: their models, the
+    stage's section (Stage II: only the temperatures of its pairs), the augmentation when
+    localizer batches are augmented, and the trainer. The plan gives this to the notebook,
+    which trains with it and stores it in the checkpoint."""
+    section = copy.deepcopy(config[stage])
+    models = list(modalities)
+    if stage == "stage2":
+        auxiliary, ecg_tabular = stage2_pairs(pairs or [], section["ecg_tabular"])
+        models = ["localizer", *auxiliary]
+        used = [f"localizer-{m}" for m in auxiliary] + (["ecg-tabular"] if ecg_tabular else [])
+        section["temperatures"] = {k: v for k, v in section["temperatures"].items() if k in used}
+    out: dict[str, Any] = {
+        "models": {m: copy.deepcopy(config["models"][m]) for m in models},
+        stage: section,
+        "trainer": copy.deepcopy(config["trainer"]),
+    }
+    if "localizer" in models and section.get("augment"):
+        out["augment"] = copy.deepcopy(config["augment"])
+    return out
+
+
+def set_key(tree: dict[str, Any], dotted: str, value: Any, what: str = "set_key") -> dict[str, Any]:
+    """A copy of `tree` with the dotted key (e.g. "stage1.lr") set to `value`: the one dotted
+    setter. The first part must name an existing section (catches typos); within a training
+    config (a tree holding "trainer", or the "config" section of settings) every part must
+    exist."""
+    *parents, last = dotted.split(".")
     override: dict[str, Any] = {}
     node = override
-    *parents, last = dotted.split(".")
     for part in parents:
         node = node.setdefault(part, {})
     node[last] = value
-    return merge_config(config, override)
+    head = dotted.split(".")[0]
+    if head not in tree:
+        raise KeyError(f"{what} {dotted}: unknown section {head!r}; sections: {sorted(tree)}")
+    if "trainer" in tree:
+        return merge_config(tree, override)
+    if head == "config":
+        return {**tree, "config": merge_config(tree["config"], override["config"])}
+    return merge_config(tree, override, strict=False)

@@ -36,9 +36,9 @@ def per_seed_metrics(
     n_bootstrap: int = 0,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Long table: method, fraction, seed, cp and `ctrip.metrics.per_cp_table`'s columns (MD,
+    """Long table: method, fraction, seed, cp and `ctrip.analysis.metrics.per_cp_table`'s columns (MD,
     LoA and their t-based CIs, r with its Fisher CI; with n_bootstrap, bootstrap CIs too)."""
-    from ctrip.metrics import per_cp_table
+    from ctrip.analysis.metrics import per_cp_table
 
     frames = []
     for method, df in predictions.items():
