@@ -91,4 +91,7 @@ def render_cine(population: pd.DataFrame, seed: int, size: int) -> tuple[np.ndar
     img = np.sqrt((img + s32 * noise[:, 0]) ** 2 + (s32 * noise[:, 1]) ** 2)
     scale = np.quantile(img.reshape(n, -1), 0.995, axis=1)[:, None, None, None]
     latents["cmr_noise_sigma"] = sigma
+    latents.update(
+        {"cmr_center_x": cx, "cmr_center_y": cy, "cmr_rv_dir": rv_dir, "cmr_rv_half": half}
+    )
     return np.clip(img / scale, 0.0, 1.0).astype(np.float32), pd.DataFrame(latents)

@@ -20,7 +20,13 @@ from ctrip.data.schema import CP_NAMES
 
 POPULATION, LOCALIZER, CMR, ECG, MISSING = range(5)  # independent random streams per subject
 N_NORMAL, N_UNIFORM = 32, 16
-MYOCARDIAL_DENSITY = 1.05  # g/mL (DESIGN.md: LVM = myocardial volume * 1.05)
+MYOCARDIAL_DENSITY = 1.05  # g/mL, LVM = myocardial volume x 1.05 (UK Biobank CMR analysis)
+# Heart orientation (mean, SD in degrees). Hoekema et al. 1999 (J Electrocardiol 32 Suppl:71),
+# 25 healthy subjects: long axis 27.1 +- 8.8 deg to the transverse plane (the elevation) and
+# 38 +- 5 deg to the frontal plane, which at that elevation is an azimuth (from anterior toward
+# the left, in the transverse plane) of 46 +- 6 deg.
+HEART_AZIMUTH_DEG = (46.0, 6.0)
+HEART_ELEVATION_DEG = (27.1, 8.8)
 
 # Residual (within sex, size and age) correlations of the CP latents, in this order:
 # LV size, LVEF, LV mass, RV stroke-volume mismatch, RVEF, LA size, LAEF, RA size, RAEF.
@@ -226,8 +232,10 @@ def sample_population(seed: int, indices: np.ndarray | range) -> pd.DataFrame:
     frame["lat_dilated"] = dilated
     frame["lat_hypertrophied"] = hypertrophied
     frame["lat_lv_aspect"] = 3.6 + 0.25 * z[:, 18]  # LV length / short semi-axis at ED, ASSUMED
-    frame["lat_heart_azimuth"] = np.deg2rad(45.0 + 8.0 * z[:, 19])  # long axis vs sagittal, ASSUMED
-    frame["lat_heart_elevation"] = np.deg2rad(20.0 + 6.0 * z[:, 20])  # apex tilt downward, ASSUMED
+    frame["lat_heart_azimuth"] = np.deg2rad(HEART_AZIMUTH_DEG[0] + HEART_AZIMUTH_DEG[1] * z[:, 19])
+    frame["lat_heart_elevation"] = np.deg2rad(
+        HEART_ELEVATION_DEG[0] + HEART_ELEVATION_DEG[1] * z[:, 20]
+    )
     frame["lat_heart_dx"] = 8.0 * z[:, 21]  # mm, heart position within the chest, ASSUMED
     frame["lat_heart_dy"] = 6.0 * z[:, 22]
     frame["lat_body_shape"] = np.exp(0.06 * z[:, 23])  # chest width/depth variation, ASSUMED
