@@ -12,7 +12,7 @@ import numpy as np
 from ctrip.data.synth.population import MYOCARDIAL_DENSITY
 
 END_SYSTOLE_PHASE = 0.35  # fraction of the RR interval at which the ventricles are smallest
-LONG_AXIS_EXPONENT = 0.15  # c ~ V**0.15: ~13% long-axis shortening at EF 60% (ASSUMED)
+LONG_AXIS_EXPONENT = 0.15  # c ~ V**0.15: ~13% shortening at EF 60%: ASSUMED(heart-shape)
 
 
 def ventricular_fill(phase: np.ndarray) -> np.ndarray:

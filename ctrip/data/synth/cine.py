@@ -48,7 +48,7 @@ def render_cine(population: pd.DataFrame, seed: int, size: int) -> tuple[np.ndar
     Y = grid[None, :, None] - f32(cy)
     rho = np.sqrt(X**2 + Y**2)
     rv_dir = np.pi + np.deg2rad(10.0 * draws_z[:, 2])  # RV on the image left (patient right)
-    half = np.deg2rad(70.0 + 10.0 * draws_z[:, 3])  # angular half-width of the crescent, ASSUMED
+    half = np.deg2rad(70.0 + 10.0 * draws_z[:, 3])  # crescent half-width: ASSUMED(heart-shape)
     pi = np.float32(np.pi)
     angle = np.remainder(np.arctan2(Y, X) - f32(rv_dir) + pi, 2 * pi) - pi  # in [-pi, pi)
     r_ed, c_ed, _ = lv_shell(cps["LVEDV"], cps["LVEDV"], cps["LVM"], aspect)

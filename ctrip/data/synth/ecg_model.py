@@ -14,18 +14,20 @@ lead) plus noise: those columns are everything about the subject that reaches th
 what the oracle ceiling of the ECG is computed from.
 
 Sources (magnitudes):
-- Dower et al. 1980 (J Electrocardiol 13:189), 12-lead-from-Frank matrix; as used by Edenbrandt
+- Dower, Machado & Osborne 1980 (Clin Cardiol 3:87), 12-lead-from-Frank matrix; as used by Edenbrandt
   & Pahlm 1988 and open ECG/VCG software (e.g. BRAVEHEART).
-- Resting ECG of women: HR 66 +- 9 bpm, PR 158 +- 34 ms, QRS 85 +- 8 ms, QTc 413 +- 14 ms;
-  men's QRS 6-10 ms longer; QRS duration +5.4 ms per 100 g LV mass and +4.6 ms per 10 mm LV
-  end-diastolic diameter (see `ecg_parameters`).
+- Resting ECG of 36,299 healthy women (Women's Health Initiative; Rautaharju et al. 2013,
+  J Electrocardiol 46:707): HR 66 +- 9.2 bpm, PR 158 +- 33.9 ms, QRS 85 +- 8.1 ms, rate-adjusted
+  QT 413 +- 14.2 ms. Men's QRS 6-10 ms longer, QRS duration +5.4 ms per 100 g LV mass and
+  +4.6 ms per 10 mm LV end-diastolic diameter, QRS amplitude +0.08 mV per 100 g: primary source
+  not identified, ASSUMED(qrs-slopes).
 - Framingham QT correction (Sagie et al. 1992, Am J Cardiol 70:797): QT = QTc - 154 ms (1 - RR).
 - Sokolow-Lyon voltage vs CMR LV mass (index): r = 0.25 in healthy adults (Carlsson et al. 2006,
   J Electrocardiol 39:67), r = 0.28 in young men (LARGE Heart study, JCMR 2009, 11:2).
 - Swiss conscripts (n = 41,806; Ann Noninvasive Electrocardiol 2009, 14:227): Sokolow-Lyon
   voltages 5-19% lower at BMI >= 25 than at 18.5-25, i.e. about -2% per kg/m2.
 - Heart orientation: long axis 27.1 +- 8.8 deg to the transverse plane and 38 +- 5 deg to the
-  frontal plane in 25 healthy subjects (Hoekema et al. 1999, J Electrocardiol 32 Suppl:71);
+  frontal plane in 25 healthy subjects (Hoekema et al. 1999, J Electrocardiol, PMID 10338032);
   the anterior-lead amplitudes are dominated by the heart's position and orientation relative
   to the electrodes, body and heart size playing a secondary role (van Oosterom et al. 2000,
   J Electrocardiol 33 Suppl:219).
@@ -64,15 +66,16 @@ LVM_FORCE_MV_PER_100G = 0.8  # posterior QRS force per 100 g LV mass (see `ecg_p
 LVM_FORCE_DIR = (0.1, 0.0, 1.0)  # posterior, slightly leftward (Frank x, y, z)
 # Precordial electrode displacement across the chest. Wenger & Kligfield's mean radial distance
 # of 2.9 cm is a Rayleigh mean, i.e. 2.3 cm SD per axis; the horizontal component moves an
-# electrode along the row of precordial sites, ~5 cm apart (spacing ASSUMED, typical adult
-# chest), so 0.46 site spacings SD. The vertical component is not modelled.
+# electrode along the row of precordial sites, ~5 cm apart (spacing ASSUMED(electrode-spacing),
+# a typical adult chest), so 0.46 site spacings SD. The vertical component is not modelled.
 ELECTRODE_SHIFT_SD_SITES = 2.3 / 5.0
 # Individual size of the ventricular forces that the phenotypes do not explain (myocardial
-# conduction, torso conductivity; log-SD). ASSUMED, calibrated once against the published ECG
+# conduction, torso conductivity; log-SD). ASSUMED(qrs-amplitude), kept after one check against the published ECG
 # -> LV mass r of 0.79 (Khurshid et al. 2021) with `benchmarks/bench_ecg_lvm.py`.
 AMPLITUDE_SPREAD = 0.18
-CONDUCTION_SPREAD = 0.3  # ASSUMED, see `ecg_parameters`
-# Whole-torso transfer (all waves alike: conductivity of lungs and chest wall); log-SD ASSUMED.
+CONDUCTION_SPREAD = 0.3  # ASSUMED(conduction-spread), see `ecg_parameters`
+# Whole-torso transfer (all waves alike: conductivity of lungs and chest wall); log-SD
+# ASSUMED(torso-gain).
 TORSO_GAIN_SPREAD = 0.10
 TIMING_COLUMNS = ("ecg_hr", "ecg_rr", "ecg_pr", "ecg_p_dur", "ecg_qrs_dur", "ecg_qt")
 AMPLITUDE_COLUMNS = tuple(f"ecg_amp_{w}_{lead}" for w in WAVES for lead in INDEPENDENT_LEADS)
@@ -135,14 +138,16 @@ def ecg_parameters(population: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
     low_ef = np.clip((45.0 - lvef) / 15.0, 0.0, 1.0)  # 0 at EF >= 45%, 1 at EF <= 30%
     hr = population["lat_heart_rate"].to_numpy()
     rr = 60.0 / hr
-    # P wave: longer and larger with LA size (direction established; slopes ASSUMED).
+    # P wave: longer and larger with LA size (direction established; slopes ASSUMED(p-wave)).
     p_dur = np.clip(100.0 + 0.25 * (lavmax - 64.0) + 10.0 * z[:, 0], 60.0, 170.0)
     p_amp = 0.12 * (1 + 0.004 * (lavmax - 64.0)) * np.exp(0.2 * z[:, 1])
-    pr = np.clip((158.0 + 6.0 * male) * np.exp(0.2 * z[:, 2]), 100.0, 320.0)  # men +6 ms ASSUMED
+    pr = np.clip(
+        (158.0 + 6.0 * male) * np.exp(0.2 * z[:, 2]), 100.0, 320.0
+    )  # men +6 ms: ASSUMED(ecg-sex)
     pr = np.maximum(pr, p_dur + 30.0)
-    # QRS duration: slopes for LV mass and diameter as in the module docstring; the men's
-    # residual +4 ms brings the total sex gap to ~8 ms; wide QRS with reduced EF (LBBB-like,
-    # ASSUMED up to +25 ms).
+    # QRS duration: slopes for LV mass and diameter ASSUMED(qrs-slopes); the men's residual
+    # +4 ms brings the total sex gap to ~8 ms; wide QRS with reduced EF (LBBB-like,
+    # ASSUMED(low-ef-pattern): up to +25 ms).
     qrs = 85.0 + 5.4 * (lvm - REF_LVM_G) / 100.0 + 4.6 * (lvedd - REF_LVEDD_MM) / 10.0
     qrs = np.clip(qrs + 4.0 * male + 25.0 * low_ef + 7.0 * z[:, 3], 60.0, 190.0)
     # QRS voltage. Two published figures describe it: +0.08 mV per 100 g LV mass and a
@@ -157,23 +162,24 @@ def ecg_parameters(population: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
     # at only 0.06 and 0.13 of its size, onto V1-V3 at 0.9-1.4. With 0.8 mV per 100 g for that
     # force the simulated Sokolow-Lyon vs LVMI correlation is ~0.3, while limb-lead QRS
     # amplitudes move by only a few hundredths of a mV per 100 g: the 0.8 is calibrated to the
-    # correlation. Base spatial QRS amplitude 1.3 mV (typical Frank-lead magnitude, ASSUMED).
+    # correlation. Base spatial QRS amplitude 1.3 mV (typical Frank-lead magnitude,
+    # ASSUMED(qrs-amplitude)).
     qrs_amp = 1.3 * np.exp(AMPLITUDE_SPREAD * z[:, 4])
     lvm_force = LVM_FORCE_MV_PER_100G * (lvm - REF_LVM_G) / 100.0
     # Frontal QRS axis ~45 +- 25 deg, leftward with BMI (Kurisu et al. 2015). 0.5 deg per kg/m2 is
-    # ASSUMED: a steeper shift turns the QRS toward V5-V6 enough to cancel the fall of Sokolow-Lyon
+    # ASSUMED(axis-bmi): a steeper shift turns the QRS toward V5-V6 enough to cancel the fall of Sokolow-Lyon
     # voltage with BMI that the Swiss conscripts show (5-19% lower at BMI >= 25; simulated ~5%).
     axis = np.deg2rad(45.0 - 0.5 * (bmi - 27.5) + 25.0 * z[:, 5])
-    qtc = 413.0 - 8.0 * male + 14.0 * z[:, 6]  # men ~8 ms shorter (ASSUMED from AHA 2009 norms)
+    qtc = 413.0 - 8.0 * male + 14.0 * z[:, 6]  # men ~8 ms shorter: ASSUMED(ecg-sex)
     qt = qtc - 154.0 * (1.0 - rr)  # Framingham
-    # T wave: 0.35 mV (ASSUMED), spatial QRS-T angle ~40 deg; reduced EF flattens T and widens
-    # the QRS-T angle (ASSUMED magnitude).
+    # T wave: 0.35 mV, spatial QRS-T angle ~40 deg (ASSUMED(t-wave)); reduced EF flattens T and
+    # widens the QRS-T angle (ASSUMED(low-ef-pattern)).
     t_amp = 0.35 * np.exp(0.25 * z[:, 7]) * (1 - 0.5 * low_ef)
     qrst_angle = np.deg2rad(40.0 + 15.0 * z[:, 8] + 90.0 * low_ef)
     posterior = 0.5 + 0.2 * z[:, 9]
     # Conduction variability independent of the phenotypes: the septal and terminal forces vary
-    # in size and direction on their own (log-SD and direction jitter ASSUMED, ~0.3 each, about
-    # 17 degrees), so they do not reveal the size of the main force.
+    # in size and direction on their own (log-SD and direction jitter ~0.3 each, about 17
+    # degrees: ASSUMED(conduction-spread)), so they do not reveal the size of the main force.
     septal = _unit(np.array([-0.6, 0.2, -0.7]) + CONDUCTION_SPREAD * z[:, 17:20])
     terminal = _unit(np.array([-0.5, -0.6, 0.6]) + CONDUCTION_SPREAD * z[:, 20:23])
     septal_amp = 0.15 * qrs_amp * np.exp(CONDUCTION_SPREAD * z[:, 23])
@@ -243,7 +249,7 @@ def noise_levels(draws: dict[str, np.ndarray], fs: float) -> pd.DataFrame:
 
     Baseline wander: two respiratory-band sinusoids 0.1-0.4 Hz and one slow drift 0.02-0.1 Hz,
     up to 0.15 mV each; muscle noise white, 5-20 uV; 50 Hz mains hum up to 20 uV, only above
-    100 Hz sampling (below, the recorder's anti-alias filter removes it). Amplitudes ASSUMED, of
+    100 Hz sampling (below, the recorder's anti-alias filter removes it). Amplitudes ASSUMED(ecg-noise), of
     the order of the MIT-BIH noise stress test records.
     """
     u = draws["u"]
@@ -279,7 +285,7 @@ def render_ecg(signal: pd.DataFrame, draws: dict[str, np.ndarray], fs: float, T:
     t = np.arange(T) / fs  # s
 
     # Beat times: RR with respiratory sinus arrhythmia (0.25 Hz, 3%) and 1.5% beat-to-beat
-    # jitter (ASSUMED, typical short-term resting variability).
+    # jitter (ASSUMED(rr-variability), typical short-term resting variability).
     rr0 = p["ecg_rr"] / 1000.0
     onsets = np.empty((n, MAX_BEATS))
     for row in range(n):

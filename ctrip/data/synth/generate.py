@@ -36,7 +36,7 @@ CATEGORICAL = {
     "hypertension": ["no", "yes"],
     "activity": ["low", "moderate", "high"],
 }
-# Share of missing values per field (ASSUMED, of the order seen in UK Biobank imaging-visit
+# Share of missing values per field (ASSUMED(missing-rates), of the order seen in UK Biobank imaging-visit
 # extracts: questionnaire items rarely missing, the activity questionnaire often incomplete).
 MISSING_RATE = {
     ("sbp", "dbp"): 0.02, ("heart_rate",): 0.02, ("basal_metabolic_rate",): 0.03,

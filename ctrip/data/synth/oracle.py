@@ -5,8 +5,9 @@ the subject. The ceiling of a modality for a CP is the Pearson r that a flexible
 reaches from *every* generating quantity that reaches that modality's input (a superset of what
 the data show: a model of the data cannot know more), fitted on a large reference sample of
 simulated subjects disjoint from the cohort and evaluated on the cohort's test subjects. The
-regressor is the better, on held-out reference subjects, of a degree-2 polynomial ridge and
-gradient-boosted trees, per CP.
+regressor is a degree-2 polynomial ridge on the standardized quantities (the simulator's
+relations are smooth); with `boosted` it is, per CP, the better on held-out reference subjects
+of that ridge and gradient-boosted trees (slower: minutes per modality on a laptop CPU).
 
 What reaches each input (`modality_features`):
 - localizer: every latent its renderer records (phase, chamber volumes and geometry, slice
@@ -48,7 +49,12 @@ ORACLE_FEATURES: dict[str, tuple[str, ...]] = {
     "ecg": ECG_FEATURES,
     "tabular": ("tab_", *ECG_FEATURES),
 }
-N_REFERENCE = 20000  # reference subjects the ceiling regressor is fitted on
+N_REFERENCE = 20000  # reference subjects the ceiling regressor is fitted on (at most)
+
+
+def reference_size(n_cohort: int) -> int:
+    """Reference subjects for a cohort of `n_cohort`: ten times it, 2,000 to `N_REFERENCE`."""
+    return int(min(N_REFERENCE, max(2000, 10 * n_cohort)))
 
 
 def _matches(column: str, key: str) -> bool:
@@ -115,7 +121,7 @@ def ceiling_from_features(
     return out
 
 
-def reference_latents(cohort, n_reference: int = N_REFERENCE) -> pd.DataFrame:
+def reference_latents(cohort, n_reference: int) -> pd.DataFrame:
     """Latents of `n_reference` simulated subjects beyond the cohort's own (same recipe)."""
     from ctrip.data.synth.generate import reference_subjects
 
@@ -131,20 +137,21 @@ def oracle_ceiling(
     cohort,
     seed: int = 0,
     modalities: tuple[str, ...] | None = None,
-    n_reference: int = N_REFERENCE,
-    boosted: bool = True,
+    n_reference: int | None = None,
+    boosted: bool = False,
 ) -> pd.DataFrame:
     """Per modality and CP: the ceiling's Pearson r, mean difference and 95% limits of agreement
     on the cohort's test split.
 
     Difference = prediction - reference (Bland-Altman), LoA = MD +- 1.96 SD (ddof 1).
-    `cohort` is an opened simulated `ctrip.data.cohort.Cohort` with the `latents` extra.
+    `cohort` is an opened simulated `ctrip.data.cohort.Cohort` with the `latents` extra;
+    `n_reference` defaults to `reference_size(cohort.n)`.
     """
     latents = cohort.extra("latents").set_index("id").loc[cohort.table["id"]].reset_index()
     test = cohort.table["split"].astype(str).to_numpy() == "test"
     if test.sum() < 3:
         raise ValueError(f"{cohort.path}: the oracle needs at least 3 test subjects")
-    reference = reference_latents(cohort, n_reference)
+    reference = reference_latents(cohort, n_reference or reference_size(cohort.n))
     targets = cohort.table[CP_NAMES].to_numpy(dtype=float)
     available = [m for m in ORACLE_FEATURES if m == "tabular" or m in cohort.modalities]
     rows = []
