@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,13 @@ import pytest
 
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
-from ctrip.data.synth import SynthSizes, generate_subjects, sample_population, synthesize_cohort
+from ctrip.data.synth import (
+    SynthSizes,
+    card,
+    generate_subjects,
+    sample_population,
+    synthesize_cohort,
+)
 from ctrip.data.synth.oracle import oracle_ceiling
 
 SMOKE = SynthSizes.for_profile("smoke")
@@ -151,7 +159,8 @@ def test_measured_intervals_agree_with_generating_parameters(cohort):
 
 
 def test_modalities_carry_their_kind_of_information(cohort):
-    oracle = oracle_ceiling(cohort).set_index(["modality", "cp"])["pearson_r"]
+    oracle = oracle_ceiling(cohort, n_reference=1500, boosted=False)
+    oracle = oracle.set_index(["modality", "cp"])["pearson_r"]
     assert oracle["cmr", "LVEF"] > 0.8  # cine sees ED and ES
     assert oracle["localizer", "LVM"] > 0.8 and oracle["localizer", "LVEDV"] > 0.7
     assert oracle["localizer", "LVEF"] < oracle["cmr", "LVEF"] - 0.2  # static localizer: weak EF
@@ -195,3 +204,31 @@ def test_command_writes_cohort(tmp_path):
         ["--n", "2", "--out", str(tmp_path / "d"), "--profile", "smoke", "--no-progress"]
     )
     assert bad.func(bad) == 2
+
+
+def test_every_assumption_has_a_row_in_the_data_chapter():
+    """Each ASSUMED(key) marker of the simulator is a row of book/data.md's assumptions table;
+    a bare ASSUMED is not allowed. localizer.py is excluded here: it is being rewritten on its
+    own branch and joins this check when it lands."""
+    root = Path(__file__).resolve().parents[1]
+    chapter = (root / "book" / "data.md").read_text()
+    rows = set(re.findall(r"^\| ([a-z0-9-]+) \|", chapter, flags=re.M))
+    keys, bare = set(), []
+    for path in sorted((root / "ctrip" / "data" / "synth").glob("*.py")):
+        if path.name == "localizer.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            found = re.findall(r"ASSUMED\(([a-z0-9-]+)\)", line)
+            keys.update(found)
+            if line.count("ASSUMED") - line.count('"ASSUMED"') > len(found):  # quoted: prose
+                bare.append(f"{path.name}:{number}")
+    assert not bare, f"ASSUMED without a key: {bare}"
+    assert keys and keys <= rows, f"no row in book/data.md for {sorted(keys - rows)}"
+    assert "DESIGN" not in chapter
+
+
+def test_physiology_report_cmr_rows_within_tolerance(population):
+    report = card.physiology_report(population)
+    assert len(report) == 11 and report["source"].str.startswith("Petersen et al. 2017").all()
+    assert report["within"].all(), report.loc[~report["within"]]
+    assert not any("DESIGN" in s for s in report["source"])

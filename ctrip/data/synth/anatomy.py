@@ -12,7 +12,7 @@ import numpy as np
 from ctrip.data.synth.population import MYOCARDIAL_DENSITY
 
 END_SYSTOLE_PHASE = 0.35  # fraction of the RR interval at which the ventricles are smallest
-LONG_AXIS_EXPONENT = 0.15  # c ~ V**0.15: ~13% long-axis shortening at EF 60% (ASSUMED)
+LONG_AXIS_EXPONENT = 0.15  # c ~ V**0.15: ~13% shortening at EF 60%: ASSUMED(heart-shape)
 
 
 def ventricular_fill(phase: np.ndarray) -> np.ndarray:
@@ -65,3 +65,16 @@ def lv_diameter_ed(cps: dict[str, np.ndarray], aspect_ed: np.ndarray) -> np.ndar
     """LV end-diastolic short-axis diameter (mm), used by the ECG's QRS-duration relation."""
     r, _, _ = lv_shell(cps["LVEDV"], cps["LVEDV"], cps["LVM"], aspect_ed)
     return 2 * r
+
+
+def heart_frame(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
+    """(B, 3, 3) rows: the heart's long axis (base to apex) and two short axes, in body axes.
+
+    Body axes x (patient left), y (posterior), z (head). The apex points left, anterior and
+    inferior: `azimuth` turns the long axis from anterior toward the left in the transverse
+    plane, `elevation` tilts it below that plane.
+    """
+    ca, sa, cb, sb = np.cos(azimuth), np.sin(azimuth), np.cos(elevation), np.sin(elevation)
+    u = np.stack([sa * cb, -ca * cb, -sb], axis=-1)
+    v = np.stack([ca, sa, np.zeros_like(ca)], axis=-1)
+    return np.stack([u, v, np.cross(u, v)], axis=1)

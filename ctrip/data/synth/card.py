@@ -13,9 +13,13 @@ import pandas as pd
 from ctrip.data.ecg import remove_baseline_drift
 from ctrip.data.schema import CP_NAMES, CP_UNITS, LEADS
 
-P17 = "Petersen et al. 2017, JCMR 19:18"
-UKB = "UK Biobank imaging visit (DESIGN section 5)"
-ECG_REF = "DESIGN section 5 (resting ECG norms)"
+P17 = "Petersen et al. 2017, J Cardiovasc Magn Reson 19:18"
+WHI = "Rautaharju et al. 2013, J Electrocardiol 46:707 (36,299 healthy women)"
+SL_CMR = (
+    "Carlsson et al. 2006, J Electrocardiol 39:67 (r 0.25); LARGE Heart, JCMR 2009 11:2 (r 0.28)"
+)
+SWISS = "Swiss conscripts, Ann Noninvasive Electrocardiol 2009, 14:227 (5-19% lower)"
+UNSOURCED = "assumed (no published figure identified; see the table of assumptions)"
 
 # (quantity, sex or "all", published mean, published SD or None, source)
 PUBLISHED_MEANS: list[tuple[str, str, float, float | None, str]] = [
@@ -27,22 +31,43 @@ PUBLISHED_MEANS: list[tuple[str, str, float, float | None, str]] = [
     ("RVEDV", "female", 125.5, 20.7, P17 + " (95% range 85-166)"),
     ("RVESV", "female", 52.0, 12.8, P17 + " (95% range 27-77)"),
     ("RVEF", "female", 57.5, 5.4, P17 + " (95% range 47-68)"),
-    ("age", "all", 64, 7.5, UKB), ("height", "all", 168.5, None, UKB),
-    ("weight", "all", 77.9, None, UKB), ("bmi", "all", 27.5, 4.4, UKB),
-    ("sbp", "all", 138.7, None, UKB), ("dbp", "all", 82.5, None, UKB),
-    ("heart_rate", "all", 71, 10, UKB + ", pulse"),
-    ("ventricular_rate", "female", 66, 9, ECG_REF), ("pq_interval", "female", 158, 34, ECG_REF),
-    ("qrs_duration", "female", 85, 8, ECG_REF), ("qtc", "female", 413, 14, ECG_REF),
+    ("age", "all", 64, 7.5, UNSOURCED), ("height", "all", 168.5, None, UNSOURCED),
+    ("weight", "all", 77.9, None, UNSOURCED), ("bmi", "all", 27.5, 4.4, UNSOURCED),
+    ("sbp", "all", 138.7, None, UNSOURCED), ("dbp", "all", 82.5, None, UNSOURCED),
+    ("heart_rate", "all", 71, 10, UNSOURCED),
+    ("ventricular_rate", "female", 66, 9.2, WHI), ("pq_interval", "female", 158, 33.9, WHI),
+    ("qrs_duration", "female", 85, 8.1, WHI), ("qtc", "female", 413, 14.2, WHI),
 ]  # fmt: skip
 
 PUBLISHED_CORRELATIONS: list[tuple[str, str, float, str]] = [
-    ("LVSV", "RVSV", 0.9, "DESIGN section 5"),
-    ("LVEDV", "RVEDV", 0.85, "DESIGN section 5"),
-    ("LVM", "LVEDV", 0.6, "DESIGN section 5"),
-    ("LVEF", "LVEDV", -0.2, "DESIGN section 5"),
-    ("LAVmax", "LVEDV", 0.4, "DESIGN section 5"),
-    ("sokolow_lyon", "LVMI", 0.3, "DESIGN section 5 (weak)"),
+    ("LVSV", "RVSV", 0.9, UNSOURCED),
+    ("LVEDV", "RVEDV", 0.85, UNSOURCED),
+    ("LVM", "LVEDV", 0.6, UNSOURCED),
+    ("LVEF", "LVEDV", -0.2, UNSOURCED),
+    ("LAVmax", "LVEDV", 0.4, UNSOURCED),
+    ("sokolow_lyon", "LVMI", 0.27, SL_CMR),
 ]
+
+# The physiology report: (quantity, sex or "all", statistic, published, tolerance, source).
+# Statistics: "mean", "sd", "r:<other quantity>", "ratio:bmi" (Sokolow-Lyon at BMI >= 25 over
+# BMI 18.5-25). Tolerances allow for the simulated cohort being the whole imaging population
+# (5% abnormal hearts, BMI up to 45) where the CMR references are healthy and non-obese.
+PHYSIOLOGY_CHECKS: list[tuple[str, str, str, float, float, str]] = [
+    ("LVEF", "female", "mean", 61, 2, P17), ("LVEF", "male", "mean", 58, 2, P17),
+    ("LVSV", "female", "mean", 75, 7, P17), ("LVSV", "male", "mean", 96, 7, P17),
+    ("LVMI", "female", "mean", 42, 4, P17), ("LVMI", "male", "mean", 53, 4, P17),
+    ("LVEDV", "female", "mean", 124.5, 18.6, P17 + ", 95% range 88-161"),
+    ("LVESV", "female", "mean", 49.5, 9.4, P17 + ", 95% range 31-68"),
+    ("RVEDV", "female", "mean", 125.5, 20.7, P17 + ", 95% range 85-166"),
+    ("RVESV", "female", "mean", 52.0, 12.8, P17 + ", 95% range 27-77"),
+    ("RVEF", "female", "mean", 57.5, 5.4, P17 + ", 95% range 47-68"),
+    ("ventricular_rate", "female", "mean", 66, 3, WHI),
+    ("pq_interval", "female", "mean", 158, 10, WHI),
+    ("qrs_duration", "female", "mean", 85, 5, WHI),
+    ("qtc", "female", "mean", 413, 10, WHI),
+    ("sokolow_lyon", "all", "r:LVMI", 0.27, 0.1, SL_CMR),
+    ("sokolow_lyon", "all", "ratio:bmi", 0.88, 0.08, SWISS),
+]  # fmt: skip
 
 # What each modality can and cannot tell, in plain words (from how the simulator makes it).
 MODALITY_STATEMENT = {
@@ -121,6 +146,42 @@ def correlation_comparison(
                     "source": source,
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def physiology_report(
+    table: pd.DataFrame, ecg: np.ndarray | None = None, fs: float | None = None
+) -> pd.DataFrame:
+    """Each published figure of `PHYSIOLOGY_CHECKS` beside its simulated value and a pass mark.
+
+    ECG rows are measured on the simulated signals (`ecg`, sampled at `fs`): the table's
+    device-like intervals and the Sokolow-Lyon voltage; without `ecg` those rows are skipped.
+    """
+    table = _with_lvmi(table)
+    if ecg is not None:
+        table = table.assign(sokolow_lyon=sokolow_lyon(ecg, fs))
+    rows = []
+    for quantity, sex, statistic, published, tolerance, source in PHYSIOLOGY_CHECKS:
+        if quantity not in table:
+            continue
+        part = table if sex == "all" else table[table["sex"] == sex]
+        values = part[quantity]
+        if statistic == "mean":
+            simulated = values.mean()
+        elif statistic == "sd":
+            simulated = values.std()
+        elif statistic.startswith("r:"):
+            simulated = values.corr(part[statistic[2:]])
+        elif statistic == "ratio:bmi":
+            overweight = values[part["bmi"] >= 25].mean()
+            simulated = overweight / values[part["bmi"].between(18.5, 25, inclusive="left")].mean()
+        else:
+            raise ValueError(f"unknown statistic {statistic!r} for {quantity}")
+        rows.append({
+            "quantity": quantity, "sex": sex, "statistic": statistic, "published": published,
+            "simulated": float(simulated), "tolerance": tolerance,
+            "within": bool(abs(simulated - published) <= tolerance), "source": source,
+        })  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -48,7 +48,7 @@ def render_cine(population: pd.DataFrame, seed: int, size: int) -> tuple[np.ndar
     Y = grid[None, :, None] - f32(cy)
     rho = np.sqrt(X**2 + Y**2)
     rv_dir = np.pi + np.deg2rad(10.0 * draws_z[:, 2])  # RV on the image left (patient right)
-    half = np.deg2rad(70.0 + 10.0 * draws_z[:, 3])  # angular half-width of the crescent, ASSUMED
+    half = np.deg2rad(70.0 + 10.0 * draws_z[:, 3])  # crescent half-width: ASSUMED(heart-shape)
     pi = np.float32(np.pi)
     angle = np.remainder(np.arctan2(Y, X) - f32(rv_dir) + pi, 2 * pi) - pi  # in [-pi, pi)
     r_ed, c_ed, _ = lv_shell(cps["LVEDV"], cps["LVEDV"], cps["LVM"], aspect)
@@ -91,4 +91,7 @@ def render_cine(population: pd.DataFrame, seed: int, size: int) -> tuple[np.ndar
     img = np.sqrt((img + s32 * noise[:, 0]) ** 2 + (s32 * noise[:, 1]) ** 2)
     scale = np.quantile(img.reshape(n, -1), 0.995, axis=1)[:, None, None, None]
     latents["cmr_noise_sigma"] = sigma
+    latents.update(
+        {"cmr_center_x": cx, "cmr_center_y": cy, "cmr_rv_dir": rv_dir, "cmr_rv_half": half}
+    )
     return np.clip(img / scale, 0.0, 1.0).astype(np.float32), pd.DataFrame(latents)

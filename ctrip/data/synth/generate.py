@@ -18,12 +18,12 @@ from ctrip.data.cohort import CohortWriter
 from ctrip.data.ecg import INTERVAL_COLUMNS, measure_intervals_batch
 from ctrip.data.schema import CP_NAMES
 from ctrip.data.synth.cine import render_cine
-from ctrip.data.synth.ecg_model import simulate_ecg
+from ctrip.data.synth.ecg_model import ecg_latents, simulate_ecg
 from ctrip.data.synth.localizer import render_localizers
 from ctrip.data.synth.population import MISSING, sample_population, subject_rng
 from ctrip.data.synth.sizes import SynthSizes
 
-GENERATOR_VERSION = 2  # 2: LV-mass QRS force (Sokolow-Lyon vs LVMI r ~ 0.3)
+GENERATOR_VERSION = 3  # 2: LV-mass QRS force; 3: ECG nuisance, own lead matrix per subject
 BLOCK = 32  # subjects rendered at a time inside a chunk
 NUMERICAL = [
     "age", "height", "weight", "bmi", "bsa", "sbp", "dbp", "heart_rate", "basal_metabolic_rate",
@@ -36,7 +36,7 @@ CATEGORICAL = {
     "hypertension": ["no", "yes"],
     "activity": ["low", "moderate", "high"],
 }
-# Share of missing values per field (ASSUMED, of the order seen in UK Biobank imaging-visit
+# Share of missing values per field (ASSUMED(missing-rates), of the order seen in UK Biobank imaging-visit
 # extracts: questionnaire items rarely missing, the activity questionnaire often incomplete).
 MISSING_RATE = {
     ("sbp", "dbp"): 0.02, ("heart_rate",): 0.02, ("basal_metabolic_rate",): 0.03,
@@ -57,6 +57,15 @@ def subject_ids(indices: np.ndarray) -> list[str]:
     return [f"SYN{int(i):07d}" for i in indices]
 
 
+def modality_renderers(seed: int, sizes: SynthSizes) -> dict:
+    """{modality: render(population rows) -> (array, latents)} of one cohort recipe."""
+    return {
+        "localizer": lambda part: render_localizers(part, seed, sizes.image_size),
+        "cmr": lambda part: render_cine(part, seed, sizes.cmr_size),
+        "ecg": lambda part: simulate_ecg(part, seed, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds),
+    }
+
+
 def generate_subjects(
     seed: int,
     indices: np.ndarray | range,
@@ -71,12 +80,7 @@ def generate_subjects(
     pop = sample_population(seed, indices)
     arrays: dict[str, np.ndarray] = {}
     latent_parts = [pop.filter(like="lat_").reset_index(drop=True)]
-    renderers = {
-        "localizer": lambda part: render_localizers(part, seed, sizes.image_size),
-        "cmr": lambda part: render_cine(part, seed, sizes.cmr_size),
-        "ecg": lambda part: simulate_ecg(part, seed, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds),
-    }
-    for name, render in renderers.items():
+    for name, render in modality_renderers(seed, sizes).items():
         if name in modalities:
             # Blocks of BLOCK subjects keep the per-pixel and per-sample work in the CPU cache;
             # each subject's values do not depend on its block (chunked equals serial).
@@ -109,6 +113,26 @@ def generate_subjects(
         table[cp] = pop[cp].to_numpy()
     latents.insert(0, "id", ids)
     return table, arrays, latents
+
+
+def reference_subjects(
+    seed: int, indices: np.ndarray | range, sizes: dict | SynthSizes
+) -> pd.DataFrame:
+    """Population, CPs and the latents of every modality of subjects `indices`, rendered
+    block by block with the images discarded and the ECG signal skipped (for oracle ceilings)."""
+    sizes = sizes if isinstance(sizes, SynthSizes) else SynthSizes(**sizes)
+    indices = np.asarray(indices, dtype=np.int64)
+    render = modality_renderers(seed, sizes)
+    parts = []
+    for a in range(0, len(indices), BLOCK):
+        pop = sample_population(seed, indices[a : a + BLOCK])
+        table = pop[[c for c in pop.columns if not c.startswith("lat_")]].drop(columns=CP_NAMES)
+        parts.append(pd.concat([
+            table.add_prefix("tab_"), pop.reset_index(drop=True),
+            render["localizer"](pop)[1], render["cmr"](pop)[1],
+            ecg_latents(pop, seed, sizes.ecg_sampling_rate_hz),  # the signal is not needed
+        ], axis=1))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
 
 
 def _chunk(args: tuple) -> tuple[int, pd.DataFrame, dict[str, np.ndarray], pd.DataFrame]:

@@ -1,0 +1,308 @@
+"""Reference baselines: the yardstick every transformer row of the book is compared with.
+
+Four plain predictors of the 18 z-scored CPs, each the simplest standard model of its input:
+- `ImageCNN`: a small 2-D CNN for the localizer and cine CMR (four blocks of 3x3 convolution,
+  batch norm, ReLU and max-pooling, then global average pooling and a linear head);
+- `ECGCNN`: the same recipe in 1-D for the 12-lead ECG (wider kernels, a strided first layer);
+- `fit_ridge`: ridge regression on the encoded tabular record, alpha chosen on validation;
+- `fit_mean`: the constant training mean, the floor every model must beat.
+The networks are trained by `fit_network` (AdamW, one-cycle learning rate, a fixed number of
+epochs, the validation-best weights kept), so the pipeline can run any baseline for any split,
+fraction and seed from arrays: `baseline_inputs` reads them from a cohort. A transformer row far
+below its modality's baseline points at its recipe, not at the method.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctrip.data.cohort import Cohort
+from ctrip.data.dataset import NormalizationStats, encode_tabular
+from ctrip.data.ecg import remove_baseline_drift
+from ctrip.data.schema import CP_NAMES
+from ctrip.data.splits import nested_fractions
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class ImageCNN(nn.Module):
+    """(B, C, H, W) -> (B, outputs): 4 x [3x3 conv, BN, ReLU, 2x2 max-pool], GAP, linear."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        outputs: int = len(CP_NAMES),
+        widths: Sequence[int] = (32, 64, 128, 128),
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(channels, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ECGCNN(nn.Module):
+    """(B, 12, T) -> (B, outputs): a stride-4 first convolution, 4 x [conv, BN, ReLU, max-pool],
+    GAP, linear. The stem keeps the QRS band (< 40 Hz) at 250-500 Hz sampling; the receptive
+    field after block 2 spans a QRS (~100 ms)."""
+
+    def __init__(
+        self,
+        in_channels: int = 12,
+        outputs: int = len(CP_NAMES),
+        widths: Sequence[int] = (32, 64, 64, 128),
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv1d(in_channels, widths[0], 9, stride=4, padding=4, bias=False),
+            nn.BatchNorm1d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        channels = widths[0]
+        for width, kernel in zip(widths, (7, 5, 5, 3)):
+            layers += [
+                nn.Conv1d(channels, width, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool1d(2),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten())
+        self.head = nn.Linear(channels, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass
+class BaselinePredictions:
+    """Predictions (z-scored CPs) on validation and test, and how they were chosen."""
+
+    val: np.ndarray
+    test: np.ndarray
+    chosen: dict = field(default_factory=dict)  # best epoch, alpha, ...
+    history: list[dict] = field(default_factory=list)  # per epoch: train and val loss
+
+
+def _standardizer(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and SD of the training inputs (axis 1 is the channel)."""
+    axes = tuple(a for a in range(x_train.ndim) if a != 1)
+    mean = x_train.mean(axis=axes, keepdims=True)[0]
+    std = x_train.std(axis=axes, keepdims=True)[0]
+    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def _predict(model: nn.Module, x: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(x), batch_size):
+            xb = torch.from_numpy((np.asarray(x[a : a + batch_size], np.float32) - mean) / std)
+            out.append(model(xb).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
+
+
+def fit_network(
+    model: nn.Module,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    epochs: int = 30,
+    seed: int = 0,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    progress: bool = False,
+) -> BaselinePredictions:
+    """Train `model` on z-scored targets (MSE) and predict validation and test.
+
+    AdamW with a one-cycle learning rate over a fixed number of epochs; inputs standardized per
+    channel with training statistics; the weights of the epoch with the lowest validation MSE
+    are kept. Every random draw (initialization, batch order) comes from `seed`.
+    """
+    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+        raise ValueError(
+            f"inputs and targets differ in length: train {len(x_train)} vs {len(y_train)}, "
+            f"val {len(x_val)} vs {len(y_val)}"
+        )
+    if len(x_train) < 2 or len(x_val) < 1:
+        raise ValueError(
+            f"need >= 2 training and >= 1 validation subjects, got {len(x_train)}, {len(x_val)}"
+        )
+    torch.manual_seed(seed)
+    for module in model.modules():  # initialization from the seed, whatever came before
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    order_rng = np.random.default_rng(seed)
+    mean, std = _standardizer(np.asarray(x_train, np.float32))
+    y_train_t = torch.from_numpy(np.asarray(y_train, np.float32))
+    steps = int(np.ceil(len(x_train) / batch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps)
+    best, best_loss, history = None, np.inf, []
+    for epoch in range(epochs):
+        model.train()
+        order = order_rng.permutation(len(x_train))
+        if len(order) % batch_size == 1:  # BatchNorm cannot train on a batch of one
+            order = order[:-1]
+        total = 0.0
+        for a in range(0, len(order), batch_size):
+            rows = np.sort(order[a : a + batch_size])  # sorted: faster reads from a memmap
+            xb = torch.from_numpy((np.asarray(x_train[rows], np.float32) - mean) / std)
+            loss = nn.functional.mse_loss(model(xb), y_train_t[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(rows)
+        val_loss = float(np.mean((_predict(model, x_val, mean, std, 256) - y_val) ** 2))
+        history.append({"epoch": epoch, "train_mse": total / len(order), "val_mse": val_loss})
+        if progress:
+            print(f"epoch {epoch:3d} train {total / len(order):.4f} val {val_loss:.4f}", flush=True)
+        if val_loss < best_loss:
+            best_loss, best = val_loss, (epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[1])
+    return BaselinePredictions(
+        val=_predict(model, x_val, mean, std, 256),
+        test=_predict(model, x_test, mean, std, 256),
+        chosen={"best_epoch": best[0], "val_mse": best_loss},
+        history=history,
+    )
+
+
+def fit_ridge(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    alphas: Sequence[float] = tuple(np.logspace(-3, 4, 15)),
+) -> BaselinePredictions:
+    """Ridge regression (intercept unpenalized), one alpha for all CPs, chosen on validation MSE."""
+    x_train, x_val, x_test = (np.asarray(x, np.float64) for x in (x_train, x_val, x_test))
+    y_train = np.asarray(y_train, np.float64)
+    mean, std = _standardizer(x_train)
+    mean, std = mean.astype(np.float64), std.astype(np.float64)
+    xt = (x_train - mean) / std
+    y_mean = y_train.mean(axis=0)
+    u, s, vt = np.linalg.svd(xt - xt.mean(axis=0), full_matrices=False)
+    uty = u.T @ (y_train - y_mean)
+    x_mean = xt.mean(axis=0)
+
+    def predict(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std - x_mean) @ coef + y_mean
+
+    best = None
+    for alpha in alphas:
+        coef = vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
+        loss = float(np.mean((predict(coef, x_val) - y_val) ** 2))
+        if best is None or loss < best[0]:
+            best = (loss, float(alpha), coef)
+    loss, alpha, coef = best
+    return BaselinePredictions(
+        val=predict(coef, x_val),
+        test=predict(coef, x_test),
+        chosen={"alpha": alpha, "val_mse": loss},
+    )
+
+
+def fit_mean(y_train: np.ndarray, n_val: int, n_test: int) -> BaselinePredictions:
+    """The constant training mean of every target (z-scored CPs: ~0 on the full training split)."""
+    mean = np.asarray(y_train, np.float64).mean(axis=0)
+    return BaselinePredictions(
+        val=np.tile(mean, (n_val, 1)),
+        test=np.tile(mean, (n_test, 1)),
+        chosen={"mean": mean.tolist()},
+    )
+
+
+def tabular_design(table_rows, stats: NormalizationStats) -> np.ndarray:
+    """Tabular record as a plain matrix: z-scored numbers (missing -> 0), missing flags, one-hot
+    categories with a missing flag each."""
+    num, num_missing, cat, cat_missing = encode_tabular(table_rows, stats)
+    columns = [num, num_missing.astype(np.float32)]
+    for j, levels in enumerate(stats.categorical.values()):
+        onehot = np.eye(len(levels), dtype=np.float32)[cat[:, j]]
+        onehot[cat_missing[:, j]] = 0.0
+        columns += [onehot, cat_missing[:, j : j + 1].astype(np.float32)]
+    return np.concatenate(columns, axis=1)
+
+
+def baseline_inputs(
+    cohort: Cohort,
+    modality: str,
+    fraction: float | None = None,
+    fraction_seed: int = 0,
+    tabular_variant: str = "T",
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: (inputs, z-scored targets)} of one modality, the training split optionally cut to
+    a nested `fraction` (the same subsets as the transformer rows). ECGs have their baseline
+    drift removed (0.67 Hz high-pass, as the ECG encoder's input); images are used as stored."""
+    stats = NormalizationStats.fit(cohort, tabular_variant)
+    table = cohort.table
+    rows = {s: np.flatnonzero(table["split"].to_numpy() == s) for s in SPLIT_NAMES}
+    if fraction is not None and float(fraction) != 1.0:
+        rows["train"] = np.sort(nested_fractions(table, [fraction], fraction_seed)[float(fraction)])
+    out = {}
+    for split, index in rows.items():
+        targets = stats.normalize_targets(table[CP_NAMES].to_numpy(np.float64)[index])
+        if modality == "tabular":
+            x = tabular_design(table.iloc[index], stats)
+        elif modality in cohort.modalities:
+            x = np.asarray(cohort.array(modality)[index], np.float32)
+            if modality == "ecg":
+                x = remove_baseline_drift(x, cohort.ecg_sampling_rate_hz).astype(np.float32)
+        else:
+            raise ValueError(
+                f"{cohort.path}: no modality {modality!r} (it has {cohort.modalities})"
+            )
+        out[split] = (x, targets.astype(np.float32))
+    return out
+
+
+def run_baseline(
+    cohort: Cohort,
+    modality: str,
+    kind: str,
+    seed: int = 0,
+    fraction: float | None = None,
+    epochs: int = 30,
+    **train_options,
+) -> BaselinePredictions:
+    """One reference baseline on one cohort: `kind` is "cnn", "ridge" or "mean"."""
+    data = baseline_inputs(cohort, modality, fraction, fraction_seed=seed)
+    (xt, yt), (xv, yv), (xs, _) = data["train"], data["val"], data["test"]
+    if kind == "mean":
+        return fit_mean(yt, len(yv), len(xs))
+    if kind == "ridge":
+        return fit_ridge(
+            xt.reshape(len(xt), -1), yt, xv.reshape(len(xv), -1), yv, xs.reshape(len(xs), -1)
+        )
+    if kind != "cnn":
+        raise ValueError(f"unknown baseline kind {kind!r}; expected 'cnn', 'ridge' or 'mean'")
+    if modality == "ecg":
+        model: nn.Module = ECGCNN(in_channels=xt.shape[1])
+    elif modality in ("localizer", "cmr"):
+        model = ImageCNN(in_channels=xt.shape[1])
+    else:
+        raise ValueError(f"no CNN baseline for {modality!r}; use 'ridge' for tabular")
+    return fit_network(model, xt, yt, xv, yv, xs, epochs=epochs, seed=seed, **train_options)

@@ -1,0 +1,99 @@
+"""Reference baselines: each can fit a tiny cohort, the mean is the mean, a seed fixes a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ctrip.baselines import (
+    ECGCNN,
+    ImageCNN,
+    baseline_inputs,
+    fit_mean,
+    fit_network,
+    fit_ridge,
+    run_baseline,
+)
+from ctrip.data.cohort import Cohort
+from ctrip.data.schema import CP_NAMES
+from tests.factories import make_tiny_cohort
+
+
+def learnable(shape: tuple[int, ...], n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and 2 z-scored targets that depend on them (channel means)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    x += rng.normal(size=(n, shape[0]) + (1,) * (len(shape) - 1)).astype(np.float32)
+    means = x.reshape(n, shape[0], -1).mean(axis=-1)
+    y = np.stack([means[:, 0], means[:, 1] - means[:, 2]], axis=1)
+    return x, ((y - y.mean(0)) / y.std(0)).astype(np.float32)
+
+
+def train_r(pred: np.ndarray, y: np.ndarray) -> float:
+    return min(np.corrcoef(pred[:, j], y[:, j])[0, 1] for j in range(y.shape[1]))
+
+
+@pytest.mark.parametrize(
+    "model, shape",
+    [(lambda: ImageCNN(3, 2, widths=(8, 16, 16, 16)), (3, 16, 16)),
+     (lambda: ECGCNN(12, 2, widths=(8, 16, 16, 16)), (12, 256))],
+)  # fmt: skip
+def test_networks_overfit_a_tiny_cohort(model, shape):
+    torch.set_num_threads(1)
+    x, y = learnable(shape)
+    result = fit_network(model(), x, y, x, y, x, epochs=40, seed=0, batch_size=8, lr=1e-2)
+    assert train_r(result.test, y) > 0.9
+    assert result.chosen["best_epoch"] > 0 and len(result.history) == 40
+
+
+def test_ridge_overfits_and_chooses_alpha_on_validation():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 50))
+    y = np.stack([x[:, 0] + 0.5 * x[:, 1], x[:, 2]], axis=1)
+    result = fit_ridge(x, y, x, y, x)
+    assert train_r(result.test, y) > 0.95
+    assert result.chosen["alpha"] <= 1e-2  # validating on the training set: least shrinkage
+    noise = fit_ridge(x, y, rng.normal(size=(30, 50)), rng.normal(size=(30, 2)), x)
+    assert noise.chosen["alpha"] > result.chosen["alpha"]
+
+
+def test_mean_predictor_returns_the_training_mean():
+    y = np.array([[1.0, 2.0], [3.0, 6.0]])
+    result = fit_mean(y, n_val=3, n_test=4)
+    assert result.val.shape == (3, 2) and result.test.shape == (4, 2)
+    assert np.allclose(result.test, [2.0, 4.0]) and np.allclose(result.val, [2.0, 4.0])
+
+
+def test_seed_fixes_the_run():
+    torch.set_num_threads(1)
+    x, y = learnable((12, 128), n=16)
+
+    def run(seed):
+        return fit_network(ECGCNN(12, 2, widths=(8, 8, 8, 8)), x, y, x, y, x, 3, seed, 8).test
+
+    assert np.array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+
+
+def test_bad_inputs_are_named():
+    x, y = learnable((12, 64), n=8)
+    with pytest.raises(ValueError, match="differ in length"):
+        fit_network(ECGCNN(12, 2), x, y[:5], x, y, x)
+
+
+def test_cohort_baselines_for_every_modality(tmp_path):
+    torch.set_num_threads(1)
+    cohort = Cohort.open(make_tiny_cohort(tmp_path / "c", n=40))
+    data = baseline_inputs(cohort, "ecg")
+    assert data["train"][0].shape[1:] == (12, 200) and data["test"][1].shape[1] == len(CP_NAMES)
+    n_test = len(data["test"][0])
+    for modality, kind in (("localizer", "cnn"), ("ecg", "cnn"), ("tabular", "ridge")):
+        result = run_baseline(cohort, modality, kind, seed=0, epochs=1, batch_size=8)
+        assert result.test.shape == (n_test, len(CP_NAMES)) and np.isfinite(result.test).all()
+    mean = run_baseline(cohort, "tabular", "mean")
+    assert np.allclose(mean.test, data["train"][1].mean(axis=0), atol=1e-6)
+    half = baseline_inputs(cohort, "tabular", fraction=0.5)
+    assert len(half["train"][0]) < len(baseline_inputs(cohort, "tabular")["train"][0])
+    with pytest.raises(ValueError, match="no CNN baseline"):
+        run_baseline(cohort, "tabular", "cnn")
