@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -306,3 +307,43 @@ def run_baseline(
     else:
         raise ValueError(f"no CNN baseline for {modality!r}; use 'ridge' for tabular")
     return fit_network(model, xt, yt, xv, yv, xs, epochs=epochs, seed=seed, **train_options)
+
+
+# What each modality's reference baseline is, and how the book names it (not from the paper).
+REFERENCE_KINDS = {"localizer": "cnn", "cmr": "cnn", "ecg": "cnn", "tabular": "ridge"}
+REFERENCE_LABELS = {
+    "localizer": "2-D CNN (localizer)",
+    "cmr": "2-D CNN (CMR)",
+    "ecg": "1-D CNN (ECG)",
+    "tabular": "ridge (tabular)",
+    "mean": "training mean",
+}
+
+
+def baseline_predictions(
+    cohort: Cohort,
+    modality: str,
+    kind: str,
+    seed: int = 0,
+    fraction: float | None = None,
+    epochs: int = 30,
+    **train_options,
+) -> pd.DataFrame:
+    """One reference baseline's validation and test predictions in CP units, in the format of a
+    Stage III run (id, split, `<CP>_pred`, `<CP>_ref`), so the same tables and figures read them.
+    `kind="mean"` is the constant mean of the (fraction of the) training split."""
+    fit = run_baseline(cohort, modality, kind, seed=seed, fraction=fraction, epochs=epochs,
+                       **train_options)  # fmt: skip
+    stats = NormalizationStats.fit(cohort, "T")
+    table = cohort.table
+    frames = []
+    for split, z in (("val", fit.val), ("test", fit.test)):
+        rows = np.flatnonzero(table["split"].to_numpy() == split)
+        pred = stats.denormalize_targets(np.asarray(z, np.float32))
+        ref = table[CP_NAMES].to_numpy(np.float64)[rows]
+        frame = {"id": table["id"].to_numpy()[rows], "split": split}
+        for j, cp in enumerate(CP_NAMES):
+            frame[f"{cp}_pred"] = pred[:, j]
+            frame[f"{cp}_ref"] = ref[:, j]
+        frames.append(pd.DataFrame(frame))
+    return pd.concat(frames, ignore_index=True)

@@ -7,9 +7,10 @@ import importlib
 import os
 import sys
 
-# (words of the command, module exposing configure(parser), one-line help)
+# (words of the command, module exposing configure(parser), one-line help). Each package keeps
+# its commands in its own `command.py`; `predict` is the one module that is all command.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("cohort", "validate"), "ctrip.data.cohort_command", "validate a cohort folder"),
+    (("cohort", "validate"), "ctrip.data.command", "validate a cohort folder"),
     (("cohort", "synth"), "ctrip.data.synth.command", "simulate a synthetic cohort"),
     (("cohort", "import"), "ctrip.io.command", "import UK Biobank or other data as a cohort"),
     (("predict",), "ctrip.predict", "predict the 18 CPs from localizer images"),

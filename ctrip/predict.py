@@ -45,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--out", help="write the CPs to FILE.csv or FILE.json")
     parser.add_argument(
+        "--level", type=float, default=0.9,
+        help="coverage of the split-conformal prediction intervals (default 0.9; 0 for none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--mask", help="heart mask of a single subject (.nii.gz or .npy, localizer shape)"
     )
     parser.add_argument(
@@ -303,12 +307,19 @@ def cps_table(ids: list[str], cps: np.ndarray) -> pd.DataFrame:
     )
 
 
-def write_cps(path: str | Path, ids: list[str], cps: np.ndarray, checkpoint: str | Path) -> Path:
-    """CSV (long table) or JSON ({checkpoint, units, subjects: [{id, cps: {name: value}}]})."""
+def write_cps(path: str | Path, ids: list[str], cps: np.ndarray, checkpoint: str | Path,
+              intervals: Any = None) -> Path:  # fmt: skip
+    """CSV (long table; with `intervals`, columns low, high and level too) or JSON ({checkpoint,
+    units, subjects: [{id, cps: {name: value}}]}, plus "intervals": {name: [low, high]})."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        cps_table(ids, cps).to_csv(path, index=False)
+        if intervals is None:
+            cps_table(ids, cps).to_csv(path, index=False)
+        else:
+            from ctrip.analysis.screening import interval_table
+
+            interval_table(intervals, ids, cps).to_csv(path, index=False)
     elif suffix == ".json":
         document = {
             "checkpoint": str(checkpoint),
@@ -318,6 +329,11 @@ def write_cps(path: str | Path, ids: list[str], cps: np.ndarray, checkpoint: str
                 for sid, row in zip(ids, cps)
             ],
         }
+        if intervals is not None:
+            document["interval_level"] = intervals.level
+            for subject, row in zip(document["subjects"], cps):
+                subject["intervals"] = {cp: [float(b) for b in intervals.interval(cp, v)]
+                                        for cp, v in zip(CP_NAMES, row)}  # fmt: skip
         path.write_text(json.dumps(document, indent=1))
     else:
         raise ValueError(f"{path}: --out must end in .csv or .json")
@@ -357,7 +373,40 @@ def run(args: argparse.Namespace) -> int:
     cps = predict_localizers(regressor, inputs)
     if not np.isfinite(cps).all():
         raise ValueError(f"{args.checkpoint}: the model returned non-finite values")
-    print(format_cps(ids, cps))
+    intervals = conformal_intervals(ckpt, args.level, args.checkpoint)
+    if intervals is None:
+        print(format_cps(ids, cps))
+    else:
+        from ctrip.analysis.screening import format_intervals
+
+        print(format_intervals(intervals, ids, cps))
     if args.out:
-        print(f"written to {write_cps(args.out, ids, cps, args.checkpoint)}")
+        print(f"written to {write_cps(args.out, ids, cps, args.checkpoint, intervals)}")
     return 2 if problems else 0
+
+
+def conformal_intervals(ckpt: dict[str, Any], level: float, path: str | Path) -> Any:
+    """Split-conformal intervals at `level` from the validation residuals a Stage III checkpoint
+    stores (None when `level` is 0 or the checkpoint predates them, with a warning)."""
+    import pandas as pd
+
+    from ctrip.analysis.screening import fit_conformal
+
+    if level == 0:
+        return None
+    if not 0.5 <= level < 1:
+        raise ValueError(f"--level {level:g}: give a coverage between 0.5 and 1 (or 0 for none)")
+    calibration = ckpt.get("calibration")
+    if not isinstance(calibration, dict) or not isinstance(calibration.get("residuals"), dict):
+        print(f"warning: {path}: no calibration residuals in this checkpoint; no intervals",
+              file=sys.stderr)  # fmt: skip
+        return None
+    residuals = calibration["residuals"]
+    missing = [cp for cp in CP_NAMES if cp not in residuals]
+    if missing:
+        raise ValueError(f"{path}: field calibration.residuals lacks {missing}")
+    frame = pd.DataFrame({f"{cp}_pred": residuals[cp] for cp in CP_NAMES})
+    for cp in CP_NAMES:
+        frame[f"{cp}_ref"] = 0.0
+    frame["split"] = calibration.get("split", "val")
+    return fit_conformal(frame, level=level, split=None)

@@ -97,3 +97,22 @@ def test_cohort_baselines_for_every_modality(tmp_path):
     assert len(half["train"][0]) < len(baseline_inputs(cohort, "tabular")["train"][0])
     with pytest.raises(ValueError, match="no CNN baseline"):
         run_baseline(cohort, "tabular", "cnn")
+
+
+def test_baseline_predictions_read_like_a_stage3_run(tmp_path):
+    """CP units, one row per val/test subject, the mean predictor at the training mean."""
+    from ctrip.analysis.metrics import per_cp_table
+    from ctrip.baselines import baseline_predictions
+
+    cohort = Cohort.open(make_tiny_cohort(tmp_path / "c", n=40))
+    table = cohort.table
+    frame = baseline_predictions(cohort, "tabular", "mean")
+    assert set(frame["split"]) == {"val", "test"}
+    assert len(frame) == int(table["split"].isin(["val", "test"]).sum())
+    train_mean = table.loc[table["split"] == "train", "LVM"].mean()
+    assert np.allclose(frame["LVM_pred"], train_mean, rtol=1e-4)
+    test_ref = table.set_index("id").loc[frame.loc[frame.split == "test", "id"], "LVM"]
+    assert np.allclose(frame.loc[frame.split == "test", "LVM_ref"], test_ref.to_numpy())
+    ridge = baseline_predictions(cohort, "tabular", "ridge")
+    metrics = per_cp_table(ridge, split="test")
+    assert set(metrics["cp"]) == set(CP_NAMES) and np.isfinite(metrics["md"]).all()

@@ -104,3 +104,30 @@ def test_paired_bootstrap():
     assert math.isclose(res2["difference"], res["difference"])
     with pytest.raises(ValueError, match="different subjects"):
         paired_bootstrap_frames(good, bad.iloc[1:], "LVM")
+
+
+def test_paired_differences_over_seeds_and_fractions():
+    """Seed-mean r difference with a paired subject bootstrap: a better method's CI excludes 0,
+    a method against itself gives exactly 0."""
+    from ctrip.analysis.report import paired_differences
+
+    rng = np.random.default_rng(0)
+    n = 300
+    ref = rng.normal(60, 10, n)
+    frames = {"good": [], "poor": []}
+    for seed in (0, 1):
+        for fraction in (0.1, 1.0):
+            for name, noise in (("good", 4.0), ("poor", 12.0)):
+                pred = ref + rng.normal(0, noise, n)
+                frames[name].append(pd.DataFrame({"id": [f"s{i}" for i in range(n)], "split": "test",
+                    "LVM_pred": pred, "LVM_ref": ref, "fraction": fraction, "seed": seed}))  # fmt: skip
+    predictions = {k: pd.concat(v, ignore_index=True) for k, v in frames.items()}
+    out = paired_differences(predictions, "poor", ["LVM"], n_bootstrap=500)
+    assert set(out["fraction"]) == {0.1, 1.0} and (out["n_seeds"] == 2).all()
+    assert (out["difference"] > 0).all() and (out["ci_low"] > 0).all()
+    assert (out["ci_low"] <= out["difference"]).all() and (
+        out["difference"] <= out["ci_high"]
+    ).all()
+    same = paired_differences({"a": predictions["poor"], "b": predictions["poor"]}, "b", ["LVM"],
+                              n_bootstrap=200)  # fmt: skip
+    assert np.allclose(same[["difference", "ci_low", "ci_high"]].to_numpy(), 0.0)

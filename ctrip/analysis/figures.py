@@ -21,9 +21,14 @@ MODALITY_COLORS = {
 
 
 def plot_fraction_curves(
-    curves: pd.DataFrame, labels: Mapping[str, str], cps: Sequence[str]
+    curves: pd.DataFrame,
+    labels: Mapping[str, str],
+    cps: Sequence[str],
+    references: Mapping[str, str] | None = None,
 ) -> Figure:
-    """One panel per CP: mean Pearson r over seeds (bars: seed SD) against the data fraction."""
+    """One panel per CP: mean Pearson r over seeds (bars: seed SD) against the data fraction.
+    `references` (method -> label) are drawn dashed and grey: the reference baselines, which
+    are not from the paper."""
     fig, axes = plt.subplots(1, len(cps), figsize=(3.6 * len(cps), 3.4), sharey=True, squeeze=False)
     markers = "osD^v<>ph*"
     for ax, cp in zip(axes[0], cps):
@@ -33,6 +38,13 @@ def plot_fraction_curves(
             )
             ax.errorbar(part["fraction"] * 100, part["r"], yerr=part["r_seed_sd"], marker=markers[i % 10],
                         capsize=2, label=label, lw=1.2, ms=4)  # fmt: skip
+        for j, (method, label) in enumerate((references or {}).items()):
+            part = curves[(curves["method"] == method) & (curves["cp"] == cp)].sort_values(
+                "fraction"
+            )
+            ax.plot(part["fraction"] * 100, part["r"], ls="--", lw=1.0, marker=markers[j % 10],
+                    ms=3, mfc="none", color=str(0.25 + 0.15 * j),
+                    label=f"{label} (reference)")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("fine-tuning data [% of train]")
         ax.set_title(f"{cp} [{CP_UNITS[cp]}]")

@@ -87,7 +87,8 @@ def table2(summary: pd.DataFrame, labels: Mapping[str, str], cps: Sequence[str])
         row["n_seeds"] = int(part["n_seeds"].iloc[0])
         for cp in cps:
             for metric in ("md", "md_ci_low", "md_ci_high", "loa_low", "loa_low_ci_low", "loa_low_ci_high",
-                           "loa_high", "loa_high_ci_low", "loa_high_ci_high", "md_seed_sd", "r"):  # fmt: skip
+                           "loa_high", "loa_high_ci_low", "loa_high_ci_high", "md_seed_sd", "r",
+                           "r_ci_low", "r_ci_high", "r_seed_sd"):  # fmt: skip
                 row[f"{cp}_{metric}"] = float(part.loc[cp, metric])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -111,4 +112,69 @@ def oracle_for_methods(
         for _, row in part.iterrows():
             rows.append({"method": method, "modality": modality, "cp": row["cp"], "pearson_r": row["pearson_r"],
                          "md": row["md"], "loa_low": row["loa_low"], "loa_high": row["loa_high"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _rowwise_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair of two (n_boot, n) arrays."""
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (x * y).sum(axis=1) / denom, np.nan)
+
+
+def paired_differences(
+    predictions: Mapping[str, pd.DataFrame],
+    baseline: str,
+    cps: Sequence[str],
+    split: str = "test",
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Difference in Pearson r (method - `baseline`) per method, CP and fraction, with a paired
+    bootstrap CI over subjects: each resample of subjects is shared by both methods and by every
+    seed, and the difference is that of the seed-mean r, as Table 2 and Fig. 3 average seeds.
+    A difference whose CI contains 0 is no evidence of a difference."""
+    if baseline not in predictions:
+        raise KeyError(f"baseline {baseline!r} has no predictions; have {sorted(predictions)}")
+    rng_seed = np.random.SeedSequence(seed)
+    base = predictions[baseline]
+    base = base[base["split"] == split]
+    rows = []
+    for method, frame in predictions.items():
+        if method == baseline:
+            continue
+        frame = frame[frame["split"] == split]
+        for fraction in sorted(set(frame["fraction"]) & set(base["fraction"])):
+            a = frame[np.isclose(frame["fraction"], fraction)]
+            b = base[np.isclose(base["fraction"], fraction)]
+            seeds = sorted(set(a["seed"]) & set(b["seed"]))
+            ids = sorted(set(a["id"]) & set(b["id"]))
+            if not seeds or len(ids) < 3:
+                continue
+            rng = np.random.default_rng(rng_seed.spawn(1)[0])
+            resample = rng.integers(0, len(ids), size=(n_bootstrap, len(ids)))
+            for cp in cps:
+                r_a, r_b, boot = [], [], np.zeros(n_bootstrap)
+                for s in seeds:
+                    pa = a[a["seed"] == s].set_index("id").loc[ids]
+                    pb = b[b["seed"] == s].set_index("id").loc[ids]
+                    ref = pa[f"{cp}_ref"].to_numpy(float)
+                    xa, xb = pa[f"{cp}_pred"].to_numpy(float), pb[f"{cp}_pred"].to_numpy(float)
+                    r_a.append(np.corrcoef(xa, ref)[0, 1])
+                    r_b.append(np.corrcoef(xb, ref)[0, 1])
+                    boot += _rowwise_r(xa[resample], ref[resample]) - _rowwise_r(
+                        xb[resample], ref[resample]
+                    )
+                boot /= len(seeds)
+                alpha = (1 - confidence) / 2
+                low, high = np.nanquantile(boot, [alpha, 1 - alpha])
+                rows.append({"method": method, "baseline": baseline, "fraction": float(fraction),
+                             "cp": cp, "r": float(np.mean(r_a)), "r_baseline": float(np.mean(r_b)),
+                             "difference": float(np.mean(r_a) - np.mean(r_b)),
+                             "ci_low": float(low), "ci_high": float(high),
+                             "n_test": len(ids), "n_seeds": len(seeds),
+                             "n_bootstrap": n_bootstrap})  # fmt: skip
     return pd.DataFrame(rows)

@@ -44,35 +44,222 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table2_markdown(table: pd.DataFrame, oracle: pd.DataFrame, cps: list[str]) -> str:
-    """Table 2 (MD and LoA with CIs) and, per method, Pearson r beside its modality's ceiling."""
-    header = ["Method"] + [f"{cp} [{CP_UNITS[cp]}] {kind}" for cp in cps for kind in ("MD", "LoA")]
-    rows = []
-    for _, row in table.iterrows():
-        cells = [str(row["label"])]
-        for cp in cps:
-            cells.append(f"{_fmt(row[f'{cp}_md'], 2)} [{_fmt(row[f'{cp}_md_ci_low'], 2)}, "
-                         f"{_fmt(row[f'{cp}_md_ci_high'], 2)}] ±{_fmt(row[f'{cp}_md_seed_sd'], 2)}")  # fmt: skip
-            cells.append(f"{_fmt(row[f'{cp}_loa_low'])} to {_fmt(row[f'{cp}_loa_high'])}")
-        rows.append(cells)
-    ceiling = (
-        oracle.set_index(["method", "cp"])["pearson_r"] if len(oracle) else pd.Series(dtype=float)
-    )
-    rows_r = []
-    for _, row in table.iterrows():
-        cells = [str(row["label"])]
-        for cp in cps:
-            top = ceiling.get((row["method"], cp), np.nan)
-            cells.append(f"{_fmt(row[f'{cp}_r'], 3)} (ceiling {_fmt(top, 3)})")
-        rows_r.append(cells)
-    n_test, n_seeds = int(table["n_test"].iloc[0]), int(table["n_seeds"].max())
+def _ci(value: float, low: float, high: float, digits: int = 1) -> str:
+    return f"{_fmt(value, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+def _numbers_table(caption: str, name: str, header: list[str], rows: list[list[str]]) -> str:
+    """A numbered, captioned MyST table whose cells stay on one line (CSS class "numbers")."""
     return (
-        _md_table(header, rows)
-        + f"\n*MD: mean over {n_seeds} seed(s) [95% CI over the {n_test} test subjects] "
-        "± the seed standard deviation; LoA: MD ± 1.96 SD of the differences (prediction - reference).*\n\n"
-        + _md_table(["Method"] + [f"{cp} r" for cp in cps], rows_r)
-        + "\n*Pearson r on the test split, beside the oracle ceiling of the method's input modality.*\n"
+        f"```{{table}} {caption}\n:name: {name}\n:class: numbers\n\n"
+        + _md_table(header, rows)
+        + "```\n"
     )
+
+
+def agreement_rows(table: pd.DataFrame, cps: list[str], ceiling: pd.DataFrame | None = None,
+                   ) -> list[list[str]]:  # fmt: skip
+    """One row per CP and method: MD, both LoA and r, each with its 95% CI, and the ceiling."""
+    top = pd.Series(dtype=float)
+    above = pd.Series(dtype=bool)
+    if ceiling is not None and len(ceiling):
+        top = ceiling.set_index(["method", "cp"])["pearson_r"]
+        if "above_ceiling" in ceiling:
+            above = ceiling.set_index(["method", "cp"])["above_ceiling"].fillna(False)
+    rows = []
+    for cp in cps:
+        for _, row in table.iterrows():
+            key = (row["method"], cp)
+            cells = [f"{cp} [{CP_UNITS[cp]}]", str(row["label"]),
+                     _ci(row[f"{cp}_md"], row[f"{cp}_md_ci_low"], row[f"{cp}_md_ci_high"], 2),
+                     _ci(row[f"{cp}_loa_low"], row[f"{cp}_loa_low_ci_low"], row[f"{cp}_loa_low_ci_high"]),
+                     _ci(row[f"{cp}_loa_high"], row[f"{cp}_loa_high_ci_low"], row[f"{cp}_loa_high_ci_high"]),
+                     _ci(row[f"{cp}_r"], row[f"{cp}_r_ci_low"], row[f"{cp}_r_ci_high"], 3)]  # fmt: skip
+            if ceiling is not None:
+                flag = " (above: ceiling wrong?)" if bool(above.get(key, False)) else ""
+                cells.append(_fmt(top.get(key, np.nan), 3) + flag)
+            rows.append(cells)
+    return rows
+
+
+AGREEMENT_HEADER = ["CP", "Method", "MD [95% CI]", "LoA lower [95% CI]", "LoA upper [95% CI]",
+                    "r [95% CI]"]  # fmt: skip
+
+
+def table2_markdown(table: pd.DataFrame, oracle: pd.DataFrame, cps: list[str]) -> str:
+    """Table 2: per CP and method, MD and both limits of agreement with their CIs, and Pearson r
+    with its CI beside the ceiling of the method's input modality."""
+    n_test, n_seeds = int(table["n_test"].iloc[0]), int(table["n_seeds"].max())
+    header = AGREEMENT_HEADER + (["ceiling r"] if len(oracle) else [])
+    caption = (f"Table 2. Agreement with the CMR-derived reference on the {n_test} test subjects "
+               f"(difference = prediction - reference), mean over {n_seeds} seed(s).")  # fmt: skip
+    note = (
+        "\n*MD: mean difference; LoA: MD ± 1.96 SD of the differences. Brackets: 95% CIs over "
+        "test subjects (t-based for MD and LoA, Fisher z for r), averaged over seeds."
+        + (
+            " Ceiling: the best r any model of the method's input modality can reach on this "
+            "cohort (see the data chapter); a row whose whole CI lies above it is marked."
+            if len(oracle)
+            else ""
+        )  # fmt: skip
+        + " {download}`Download as CSV </book/executed/tables/table2.csv>`.*\n"
+    )
+    return _numbers_table(caption, "table-2", header,
+                          agreement_rows(table, cps, oracle if len(oracle) else None)) + note  # fmt: skip
+
+
+def yardstick_markdown(yardstick: pd.DataFrame, cps: list[str]) -> str:
+    """Table 3: the reference baselines (not from the paper) with the same columns."""
+    if yardstick.empty:
+        return "*No reference baselines were run.*\n"
+    caption = ("Table 3. The yardstick (not from the paper): reference baselines on the same "
+               "subjects, fractions and seeds.")  # fmt: skip
+    return (_numbers_table(caption, "table-3", AGREEMENT_HEADER, agreement_rows(yardstick, cps))
+            + "\n*{download}`Download as CSV </book/executed/tables/yardstick.csv>`.*\n")  # fmt: skip
+
+
+def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps: list[str]) -> str:
+    """Table 4: difference in r from the comparison method per fraction, with its paired CI."""
+    if differences.empty:
+        return "*No paired differences were computed.*\n"
+    baseline = labels.get(differences["baseline"].iloc[0], differences["baseline"].iloc[0])
+    rows = []
+    for _, d in differences.sort_values(["cp", "fraction"], kind="stable").iterrows():
+        verdict = ("no difference" if d["ci_low"] <= 0 <= d["ci_high"]
+                   else "higher" if d["difference"] > 0 else "lower")  # fmt: skip
+        rows.append([str(d["cp"]), f"{d['fraction']:.0%}", labels.get(d["method"], d["method"]),
+                     _fmt(d["r"], 3), _fmt(d["r_baseline"], 3),
+                     _ci(d["difference"], d["ci_low"], d["ci_high"], 3), verdict])  # fmt: skip
+    caption = (f"Table 4. Pearson r of each method minus that of {baseline} on the same test "
+               "subjects, per fine-tuning fraction (mean over seeds; paired bootstrap 95% CI).")  # fmt: skip
+    header = ["CP", "fraction", "Method", "r", f"r {baseline}", "Δr [95% CI]", "reading"]
+    return (_numbers_table(caption, "table-4", header, rows)
+            + "\n*A CI that contains 0 reads as no difference. "
+            "{download}`Download as CSV </book/executed/tables/paired_differences.csv>`.*\n")  # fmt: skip
+
+
+def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str]) -> str:
+    """Table 5: cross-modal retrieval and participation ratios of every Stage II run."""
+    rows = []
+    for run in plan:
+        folder = run_folder(results_dir, run.name)
+        if run.step != "stage2" or not (folder / "retrieval.csv").exists():
+            continue
+        retrieval = pd.read_csv(folder / "retrieval.csv")
+        participation = pd.read_csv(folder / "participation.csv").set_index("modality")
+        temperatures = load_outputs_of(folder).get("temperatures") or {}
+        for _, r in retrieval.iterrows():
+            temp = next((v for k, v in temperatures.items() if r["gallery"] in k), np.nan)
+            rows.append([run.name.removeprefix("stage2_"), f"{r['query']} → {r['gallery']}",
+                         str(int(r["n"])),
+                         *(f"{r[f'recall@{k}']:.3f} ({r[f'chance@{k}']:.3f})" for k in (1, 5, 10)),
+                         f"{r['median_rank']:.0f}", _fmt(temp, 3),
+                         _fmt(participation.loc[r["query"], "participation_ratio"], 1),
+                         _fmt(participation.loc[r["gallery"], "participation_ratio"], 1)])  # fmt: skip
+    if not rows:
+        return "*No Stage II run recorded alignment measures.*\n"
+    caption = ("Table 5. Alignment after Stage II on the test split: recall@k of retrieving a "
+               "subject's own ECG or record from its localizer embedding (chance in brackets), "
+               "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
+    header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
+              "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
+    return _numbers_table(caption, "table-5", header, rows)
+
+
+def screening_markdown(results_dir: Path, labels: dict[str, str]) -> dict[str, str]:
+    """The screening chapter's generated parts: abnormal counts, coverage (Table 7) and screening
+    performance (Table 8), from the screening run's tables."""
+    parts = {}
+    counts_file, coverage_file = results_dir / "abnormal_counts.csv", results_dir / "coverage.csv"
+    screening_file = results_dir / "screening.csv"
+    if not (counts_file.exists() and coverage_file.exists() and screening_file.exists()):
+        return {"counts": "*No screening run.*\n", "coverage": "", "screening": "", "facts": ""}
+    counts = pd.read_csv(counts_file)
+    rows = [[r["label"], str(r["split"]), str(int(r["n"])), str(int(r["n_abnormal"])),
+             f"{r['prevalence']:.1%}"] for _, r in counts.iterrows()]  # fmt: skip
+    parts["counts"] = _md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
+    coverage = pd.read_csv(coverage_file)
+    top = coverage[np.isclose(coverage["fraction"], coverage["fraction"].max())]
+    level = float(top["level"].iloc[0])
+    rows = []
+    for cp in CP_NAMES:
+        cells = [f"{cp} [{CP_UNITS[cp]}]"]
+        for method in labels:
+            c = top[(top["method"] == method) & (top["cp"] == cp)]
+            cells.append("n/a" if c.empty else _ci(c["coverage"].iloc[0], c["ci_low"].iloc[0],
+                                                   c["ci_high"].iloc[0], 3))  # fmt: skip
+        rows.append(cells)
+    caption = (f"Table 7. Empirical coverage on the test split of the {level:.0%} split-conformal "
+               "intervals per phenotype and method at the full fine-tuning set (mean over seeds; "
+               "Wilson 95% CI).")  # fmt: skip
+    parts["coverage"] = (_numbers_table(caption, "table-7", ["CP"] + list(labels.values()), rows)
+                         + "\n*{download}`Download as CSV (every fraction) "
+                         "</book/executed/tables/coverage.csv>`.*\n")  # fmt: skip
+    worst = top.loc[(top["coverage"] - level).abs().idxmax()]
+    within = float(((top["coverage"] - level).abs() <= 0.03).mean())
+    parts["facts"] = (
+        f"- Across methods and phenotypes at the full fine-tuning set, {within:.0%} of the "
+        f"coverages lie within 3 points of the nominal {level:.0%}; the furthest is "
+        f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
+        f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
+    )
+    screening = pd.read_csv(screening_file)
+    rows = [[r["label"], labels.get(r["method"], r["method"]),
+             _ci(r["auroc"], r["auroc_ci_low"], r["auroc_ci_high"], 3),
+             _ci(r["sensitivity"], r["sensitivity_ci_low"], r["sensitivity_ci_high"], 3),
+             _ci(r["specificity"], r["specificity_ci_low"], r["specificity_ci_high"], 3)]
+            for _, r in screening.iterrows()]  # fmt: skip
+    caption = ("Table 8. Screening on the test split at the full fine-tuning set: AUROC, and "
+               "sensitivity and specificity at the published limit (mean over seeds; bootstrap "
+               "95% CIs).")  # fmt: skip
+    parts["screening"] = (_numbers_table(caption, "table-8", ["flag", "Method", "AUROC [95% CI]",
+                                          "sensitivity [95% CI]", "specificity [95% CI]"], rows)
+                          + "\n*{download}`Download as CSV </book/executed/tables/screening.csv>`.*\n")  # fmt: skip
+    return parts
+
+
+def load_outputs_of(folder: Path) -> dict:
+    path = folder / "outputs.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def comparison_sentences(differences: pd.DataFrame, table: pd.DataFrame, yardstick: pd.DataFrame,
+                         labels: dict[str, str], cps: list[str], fraction: float) -> str:  # fmt: skip
+    """Sentences stating each comparison with its CI, generated from the numbers only."""
+    lines = []
+    t = table.set_index("method")
+    mean_row = (
+        yardstick.set_index("method").loc["mean"]
+        if "mean" in set(yardstick.get("method", []))
+        else None
+    )
+    if not differences.empty:
+        base = differences["baseline"].iloc[0]
+        at = differences[np.isclose(differences["fraction"], fraction)]
+        for method in [m for m in labels if m != base and m in set(at["method"])]:
+            parts = []
+            for cp in cps:
+                d = at[(at["method"] == method) & (at["cp"] == cp)]
+                if d.empty:
+                    continue
+                d = d.iloc[0]
+                word = ("no different from" if d["ci_low"] <= 0 <= d["ci_high"]
+                        else "above" if d["difference"] > 0 else "below")  # fmt: skip
+                parts.append(
+                    f"{cp} Δr {_ci(d['difference'], d['ci_low'], d['ci_high'], 3)} ({word})"
+                )
+            lines.append(f"- {labels[method]} vs {labels.get(base, base)} at {fraction:.0%} of the "
+                         "training split: " + "; ".join(parts) + ".")  # fmt: skip
+    if mean_row is not None:
+        for cp in cps:
+            width_mean = mean_row[f"{cp}_loa_high"] - mean_row[f"{cp}_loa_low"]
+            no_better = [labels[m] for m in labels if m in t.index
+                         and t.loc[m, f"{cp}_r_ci_low"] <= 0]  # fmt: skip
+            if no_better:
+                lines.append(f"- {cp}: " + ", ".join(no_better) + " predict no better than the "
+                             f"training mean (the CI of r includes 0; the mean's LoA width is "
+                             f"{_fmt(width_mean)} {CP_UNITS[cp]}).")  # fmt: skip
+    return "\n".join(lines) + "\n" if lines else "*No comparisons to state.*\n"
 
 
 def cp18_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
@@ -87,7 +274,11 @@ def cp18_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
                 f"{_fmt(m['md'], 2)} ({_fmt(m['loa_low'])}, {_fmt(m['loa_high'])}); r {_fmt(m['r'], 2)}"
             )
         rows.append(cells)
-    return _md_table(["CP"] + list(labels.values()), rows)
+    caption = ("Table 6. All 18 phenotypes on the test split at the full fine-tuning set: MD "
+               "(LoA lower, LoA upper) and Pearson r per method, mean over seeds.")  # fmt: skip
+    return (_numbers_table(caption, "table-6", ["CP"] + list(labels.values()), rows)
+            + "\n*{download}`Download as CSV </book/executed/tables/table2_cp18.csv>` (with "
+            "every CI).*\n")  # fmt: skip
 
 
 def summary_markdown(table: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str], cps: list[str],
@@ -233,6 +424,21 @@ def write_includes(
     curves = pd.read_csv(results_dir / "pearson_vs_fraction.csv")
     attention = settings["figures"]["attention"]
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
+    tables = includes.parent / "tables"  # every table of the results page, downloadable
+    for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "paired_differences.csv",
+                 "pearson_vs_fraction.csv", "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
+        if (results_dir / name).exists():
+            _write(tables / name, (results_dir / name).read_bytes())
+    read = lambda name: (pd.read_csv(results_dir / name) if (results_dir / name).exists()  # noqa: E731
+                         else pd.DataFrame())  # fmt: skip
+    yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
+    _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps))
+    _write(includes / "alignment.md", alignment_markdown(plan, results_dir, labels))
+    for part, text in screening_markdown(results_dir, labels).items():
+        _write(includes / f"screening_{part}.md", text)
+    _write(includes / "differences.md", differences_markdown(differences, labels, cps))
+    _write(includes / "comparisons.md", comparison_sentences(
+        differences, table, yardstick, labels, cps, float(settings["table2"]["fraction"])))  # fmt: skip
     _write(
         includes / "cp18.md",
         cp18_markdown(

@@ -149,9 +149,26 @@ def build_plan(settings: dict) -> list[Run]:
         stage3_runs[name] = f"stage3_{slug(name)}"
         add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}, step="stage3"))
 
+    sweep = settings["sweep"]
+    add(
+        Run(
+            "reference_baselines",
+            nb["reference_baselines"],
+            {
+                "modalities": [
+                    m for m in ("localizer", "cmr", "ecg", "tabular") if m in facts["modalities"]
+                ],  # fmt: skip
+                "fractions": [float(f) for f in sweep["fractions"]],
+                "seeds": [int(s) for s in sweep["seeds"]],
+                **settings["reference_baselines"],
+            },
+            step="stage3",
+        )
+    )
+
     figures = settings["figures"]
     labels = {name: spec.get("label", name) for name, spec in methods.items()}
-    inputs = {"stage3": stage3_runs}
+    inputs = {"stage3": stage3_runs, "references": "reference_baselines"}
     modalities = {name: spec["modality"] for name, spec in methods.items()}
     table = {"methods": labels, "modalities": modalities, "simulated": facts["simulated"],
              **settings["table2"]}  # fmt: skip
@@ -160,8 +177,15 @@ def build_plan(settings: dict) -> list[Run]:
             "table2",
             nb["table2"],
             table,
-            inputs=inputs,
-            publish=["table2.csv", "table2_cp18.csv", "oracle.csv", "table2_seeds.csv"],
+            inputs={**inputs, "data_card": "data_card"},
+            publish=[
+                "table2.csv",
+                "table2_cp18.csv",
+                "oracle.csv",
+                "table2_seeds.csv",
+                "yardstick.csv",
+                "paired_differences.csv",
+            ],  # fmt: skip
         )
     )
     add(
@@ -171,6 +195,15 @@ def build_plan(settings: dict) -> list[Run]:
             {"methods": labels, **figures["fraction_curves"]},
             inputs=inputs,
             publish=["pearson_vs_fraction.csv", "figures"],
+        )
+    )
+    add(
+        Run(
+            "screening",
+            nb["screening"],
+            {"methods": labels, **settings["screening"]},
+            inputs={"stage3": stage3_runs},
+            publish=["coverage.csv", "screening.csv", "abnormal_counts.csv", "figures"],
         )
     )
     attention = dict(figures["attention"])

@@ -308,6 +308,20 @@ def run_stage3(
         init=None if init is None else str(Path(init).resolve()),
         n_train=len(dm.datasets["train"]),
     )
-    path = _save(ckpt, out_dir / f"stage3-{modality}.pt", trainer)
     predictions = predictions_frame(model, cohort, tabular_variant=tabular_variant)
+    ckpt["calibration"] = calibration_residuals(predictions)
+    path = _save(ckpt, out_dir / f"stage3-{modality}.pt", trainer)
     return Stage3Result(path, predictions, best.history)
+
+
+def calibration_residuals(predictions: pd.DataFrame, split: str = "val") -> dict[str, Any]:
+    """The validation residuals (prediction - reference) per CP, stored with a Stage III model so
+    that `ctrip predict` can give split-conformal intervals at any level
+    (`ctrip.analysis.screening.fit_conformal`); the validation split never trained the model."""
+    part = predictions[predictions["split"] == split]
+    return {
+        "split": split,
+        "residuals": {
+            cp: (part[f"{cp}_pred"] - part[f"{cp}_ref"]).astype(float).tolist() for cp in CP_NAMES
+        },  # fmt: skip
+    }

@@ -1,0 +1,110 @@
+"""Evidence that each stage worked: loss curves, masked-input reconstructions (Stage I) and
+predicted-vs-reference plots (Stage III), drawn from a run's checkpoint and predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from ctrip.data.schema import CP_UNITS
+
+
+def plot_history(history: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Every logged loss per epoch (training solid, validation dashed), one panel."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    epochs = list(history.get("epoch", []))
+    for key in sorted(k for k in history if "loss" in k):
+        values = list(history[key])
+        x = epochs[: len(values)] if len(epochs) >= len(values) else range(len(values))
+        ax.plot(x, values, ls="--" if key.startswith("val") else "-", marker=".", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _masked_patches(tokenizer, mask: torch.Tensor) -> torch.Tensor:
+    """A per-pixel (or per-sample) map of the masked tokens (1 = hidden from the encoder)."""
+    numel = tokenizer.patchify(torch.zeros(1, *tokenizer_input_shape(tokenizer))).shape[-1]
+    return tokenizer.unpatchify(mask[..., None].expand(-1, -1, numel).float())
+
+
+def tokenizer_input_shape(tokenizer) -> tuple[int, ...]:
+    if hasattr(tokenizer, "image_size"):
+        return (tokenizer.in_chans, *tokenizer.image_size)
+    return (tokenizer.leads, tokenizer.length)
+
+
+@torch.no_grad()
+def reconstruction_figure(mae, x: torch.Tensor, seed: int = 0, lead: int = 1) -> Figure:
+    """Masked input, reconstruction and original of a few validation subjects.
+
+    Images: the middle channel (slice or frame), hidden patches grey. ECGs: one lead (II by
+    default) after the tokenizer's preparation, original and reconstruction, hidden windows
+    shaded. Reconstructed visible patches are replaced by the input, as in the MAE paper."""
+    tokenizer = mae.encoder.tokenizer
+    generator = torch.Generator().manual_seed(seed)
+    _, pred, mask = mae(x, generator=generator)
+    target = tokenizer.unpatchify(tokenizer.patchify(x))
+    recon = tokenizer.unpatchify(pred)
+    hidden = _masked_patches(tokenizer, mask) > 0.5
+    recon = torch.where(hidden, recon, target)
+    n = x.shape[0]
+    if target.ndim == 4:  # images
+        mid = target.shape[1] // 2
+        fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n), squeeze=False)
+        lo, hi = float(target[:, mid].min()), float(target[:, mid].max())
+        for i in range(n):
+            masked = target[i, mid].clone()
+            masked[hidden[i, mid]] = float("nan")
+            for ax, img, name in zip(axes[i], (masked, recon[i, mid], target[i, mid]),
+                                     ("masked input (75% hidden)", "reconstruction", "original")):  # fmt: skip
+                cmap = plt.get_cmap("gray").copy()
+                cmap.set_bad("#b0b0b0")
+                ax.imshow(img.numpy(), cmap=cmap, vmin=lo, vmax=hi)
+                ax.set_axis_off()
+                if i == 0:
+                    ax.set_title(name, fontsize=9)
+    else:  # signals
+        fig, axes = plt.subplots(n, 1, figsize=(8, 1.8 * n), squeeze=False)
+        for i in range(n):
+            ax = axes[i, 0]
+            t = np.arange(target.shape[-1])
+            ax.fill_between(t, 0, 1, where=hidden[i, lead].numpy(), color="0.85",
+                            transform=ax.get_xaxis_transform(), label="hidden")  # fmt: skip
+            ax.plot(t, target[i, lead].numpy(), lw=0.8, color="k", label="original")
+            ax.plot(t, recon[i, lead].numpy(), lw=0.8, color="tab:red", label="reconstruction")
+            ax.set_yticks([])
+            if i == 0:
+                ax.legend(fontsize=7, loc="upper right", ncol=3)
+        axes[-1, 0].set_xlabel("sample (standardized lead II)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_predicted_vs_reference(
+    predictions: pd.DataFrame, cps: Sequence[str], split: str = "test"
+) -> Figure:
+    """Prediction against reference per CP on one split, with the identity line."""
+    part = predictions[predictions["split"] == split]
+    fig, axes = plt.subplots(1, len(cps), figsize=(3.2 * len(cps), 3.2), squeeze=False)
+    for ax, cp in zip(axes[0], cps):
+        ref, pred = part[f"{cp}_ref"].to_numpy(float), part[f"{cp}_pred"].to_numpy(float)
+        ax.scatter(ref, pred, s=6, alpha=0.5)
+        lo, hi = np.nanmin([ref.min(), pred.min()]), np.nanmax([ref.max(), pred.max()])
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        r = np.corrcoef(ref, pred)[0, 1] if len(ref) > 2 else np.nan
+        ax.set_title(f"{cp} [{CP_UNITS[cp]}], r = {r:.2f}", fontsize=9)
+        ax.set_xlabel("reference")
+        ax.set_ylabel("prediction")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
