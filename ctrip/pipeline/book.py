@@ -8,7 +8,9 @@ Executed notebooks are copied to `book/executed/` (numbered in run order, picked
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pandas as pd
 import yaml
 
 from ctrip.data.schema import CP_NAMES, CP_UNITS
-from ctrip.pipeline.cache import PipelineError, load_provenance, run_folder
+from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.plan import Run
 
@@ -223,6 +225,35 @@ def load_outputs_of(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def key_result_markdown(differences: pd.DataFrame, labels: dict[str, str], method: str,
+                        cps: list[str], profile: str) -> str:  # fmt: skip
+    """The landing page's two generated sentences: the method against the comparison method at
+    the full and at the smallest fine-tuning fraction, with paired CIs."""
+    part = differences[differences["method"] == method] if len(differences) else differences
+    if part.empty:
+        return "*The key result needs the paired differences of the results chapter.*\n"
+    base = labels.get(part["baseline"].iloc[0], part["baseline"].iloc[0])
+    name = labels.get(method, method)
+
+    def clause(fraction: float) -> str:
+        rows = part[np.isclose(part["fraction"], fraction)].set_index("cp")
+        said = []
+        for cp in [c for c in cps if c in rows.index]:
+            d = rows.loc[cp]
+            word = ("no different" if d["ci_low"] <= 0 <= d["ci_high"]
+                    else "higher" if d["difference"] > 0 else "lower")  # fmt: skip
+            said.append(f"{cp} r {_fmt(d['r'], 2)} vs {_fmt(d['r_baseline'], 2)} "
+                        f"(Δr {_ci(d['difference'], d['ci_low'], d['ci_high'], 2)}, {word})")  # fmt: skip
+        return "; ".join(said)
+
+    high, low = part["fraction"].max(), part["fraction"].min()
+    text = (f"On this book's simulated cohort (profile `{profile}`), {name} against {base} with "
+            f"all training labels: {clause(high)}.")  # fmt: skip
+    if low < high:
+        text += f" With {low:.0%} of the labels: {clause(low)}."
+    return text + " A CI that contains 0 is no evidence of a difference.\n"
+
+
 def comparison_sentences(differences: pd.DataFrame, table: pd.DataFrame, yardstick: pd.DataFrame,
                          labels: dict[str, str], cps: list[str], fraction: float) -> str:  # fmt: skip
     """Sentences stating each comparison with its CI, generated from the numbers only."""
@@ -388,6 +419,72 @@ def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str
     return head + f"\nPackages: {packages}.\n\n" + "\n".join(out)
 
 
+# What each numbered table and figure of the book is made by (run names of the plan).
+MADE_BY = {
+    "Table 2": ["table2"], "Table 3": ["reference_baselines", "table2"], "Table 4": ["table2"],
+    "Table 5": ["stage2_*"], "Table 6": ["table2"], "Fig. 2A": ["attention_maps"],
+    "Fig. 2B": ["umaps"], "Fig. 3": ["fraction_curves"], "Fig. 4": ["screening"],
+    "Fig. 5": ["screening"], "Table 7": ["screening"], "Table 8": ["screening"],
+}  # fmt: skip
+
+
+def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, params_dir: Path) -> str:
+    """For every table and figure: the run that made it, its outputs' sha256, and the commands
+    that remake it: `ctrip run` for the whole chain, or papermill on that one notebook with the
+    run's full parameters (written to `params_dir/<run>.yaml`) in a fresh folder beside it."""
+    from ctrip.pipeline.runner import notebook_parameters
+
+    results_rel = (
+        os.path.relpath(results_dir, REPO_DIR)
+        if results_dir.is_relative_to(REPO_DIR)
+        else str(results_dir)
+    )
+    notebooks_dir = REPO_DIR / "notebooks"
+    by_name = {run.name: run for run in plan}
+    sections = []
+    for item, patterns in MADE_BY.items():
+        names = [n for pat in patterns for n in by_name if fnmatch.fnmatch(n, pat)]
+        if names:
+            sections.append(
+                f"- **{item}**: "
+                + ", ".join(f"{{ref}}`{n} <run-{n.replace('_', '-').lower()}>`" for n in names)
+            )
+    out = ["## Which run made what\n", "\n".join(sections), "\n\n## Remaking one run\n"]
+    out.append(
+        f"Everything, from the cohort up, with the cache skipping what is up to date:\n\n"
+        f"```bash\n.venv/bin/ctrip run --profile {settings['profile']} --results {results_rel} "
+        "--book\n```\n\n"
+        "One notebook on its own, with exactly the parameters it ran with, in a new folder beside "
+        "the runs it reads (so its relative inputs resolve) and the thread count it ran with; its "
+        "outputs' sha256 must equal those listed:\n"
+    )
+    for run in plan:
+        if not run.notebook:
+            continue
+        record = load_provenance(run_folder(results_dir, run.name)) or {}
+        params = notebook_parameters(run, notebooks_dir / run.notebook, results_dir, plan)
+        _write(params_dir / f"{run.name}.yaml", yaml.safe_dump(params, sort_keys=False, width=100))
+        remake = f"{results_rel}/runs/remake-{run.name}"
+        threads = int(run.threads)
+        env = " ".join(
+            f"{v}={threads}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        )
+        outputs = (record.get("hashes") or {}).get("outputs_sha256") or {}
+        listed = (
+            "\n".join(f"  - `{name}`: `{digest}`" for name, digest in sorted(outputs.items()))
+            or "  - (none recorded)"
+        )
+        out.append(
+            f"\n(run-{run.name.replace('_', '-').lower()})=\n### {run.name}\n\n"
+            f"{{download}}`Parameters ({run.name}.yaml) </book/executed/params/{run.name}.yaml>`; "
+            f"key `{record.get('key', '?')[:16]}`.\n\n"
+            f"```bash\nmkdir -p {remake}\n{env} .venv/bin/papermill notebooks/{run.notebook} "
+            f"{remake}/{run.name}.ipynb -k ctrip --cwd {remake} -f book/executed/params/{run.name}.yaml\n```\n\n"
+            f"Outputs:\n\n{listed}\n"
+        )  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def _copy_executed(plan: list[Run], results_dir: Path, executed: Path) -> dict[str, str]:
     """Executed notebooks into `executed/NN_<run>.ipynb`, their title naming the run."""
     order = {}
@@ -434,6 +531,8 @@ def write_includes(
     yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
     _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps))
     _write(includes / "alignment.md", alignment_markdown(plan, results_dir, labels))
+    _write(includes / "key_result.md", key_result_markdown(
+        differences, labels, settings["figures"]["attention"]["method"], cps, settings["profile"]))  # fmt: skip
     for part, text in screening_markdown(results_dir, labels).items():
         _write(includes / f"screening_{part}.md", text)
     _write(includes / "differences.md", differences_markdown(differences, labels, cps))
@@ -451,6 +550,8 @@ def write_includes(
     )
     _write(includes / "profile.md", profile_markdown(settings) + "\n" + cohort_markdown(settings))
     _write(includes / "provenance.md", provenance_markdown(plan, results_dir, order))
+    _write(includes / "reproduce.md",
+           reproduce_markdown(plan, results_dir, settings, includes.parent / "params"))  # fmt: skip
     fractions = sorted(curves["fraction"].unique())
     rows = [[labels[m], cp] + [_fmt(curves[(curves.method == m) & (curves.cp == cp) & np.isclose(curves.fraction, f)]["r"].mean(), 3)
                                for f in fractions] for cp in cps for m in labels]  # fmt: skip

@@ -1,0 +1,63 @@
+"""The book's generated text says what the numbers say: a CI that contains 0 reads as no
+difference, a method whose r CI includes 0 is no better than the mean, every CI is shown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ctrip.pipeline.book import (
+    comparison_sentences,
+    differences_markdown,
+    key_result_markdown,
+    table2_markdown,
+)
+
+CPS = ["LVM"]
+LABELS = {"L_sup": "L_sup", "L+E+T": "L+E+T (C-TRIP)"}
+
+
+def _table(r_low: float) -> pd.DataFrame:
+    rows = []
+    for method, label in LABELS.items():
+        row = {"method": method, "label": label, "n_test": 500, "n_seeds": 3}
+        values = {"md": 1.0, "md_ci_low": 0.5, "md_ci_high": 1.5, "loa_low": -20.0,
+                  "loa_low_ci_low": -22.0, "loa_low_ci_high": -18.0, "loa_high": 22.0,
+                  "loa_high_ci_low": 20.0, "loa_high_ci_high": 24.0, "md_seed_sd": 0.1,
+                  "r": 0.5, "r_ci_low": r_low, "r_ci_high": 0.6, "r_seed_sd": 0.01}  # fmt: skip
+        row.update({f"LVM_{k}": v for k, v in values.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _differences(low: float, high: float) -> pd.DataFrame:
+    return pd.DataFrame([{"method": "L+E+T", "baseline": "L_sup", "fraction": f, "cp": "LVM",
+                          "r": 0.52, "r_baseline": 0.50, "difference": 0.02, "ci_low": low,
+                          "ci_high": high} for f in (0.05, 1.0)])  # fmt: skip
+
+
+def test_table2_shows_every_ci_and_the_ceiling_flag():
+    oracle = pd.DataFrame([{"method": "L_sup", "cp": "LVM", "pearson_r": 0.4, "above_ceiling": True},
+                           {"method": "L+E+T", "cp": "LVM", "pearson_r": 0.9, "above_ceiling": False}])  # fmt: skip
+    text = table2_markdown(_table(0.4), oracle, CPS)
+    assert text.startswith("```{table} Table 2.") and ":name: table-2" in text
+    assert "1.00 [0.50, 1.50]" in text and "-20.0 [-22.0, -18.0]" in text
+    assert "0.500 [0.400, 0.600]" in text
+    assert text.count("above: ceiling wrong?") == 1
+
+
+def test_a_ci_containing_zero_reads_as_no_difference():
+    assert "no difference" in differences_markdown(_differences(-0.01, 0.05), LABELS, CPS)
+    assert "higher" in differences_markdown(_differences(0.01, 0.05), LABELS, CPS)
+    said = comparison_sentences(_differences(-0.01, 0.05), _table(0.4), pd.DataFrame(), LABELS,
+                                CPS, 1.0)  # fmt: skip
+    assert "no different from" in said and "0.020 [-0.010, 0.050]" in said
+    key = key_result_markdown(_differences(-0.01, 0.05), LABELS, "L+E+T", CPS, "default")
+    assert "no different" in key and "With 5% of the labels" in key
+
+
+def test_no_better_than_the_mean_when_the_r_ci_includes_zero():
+    yardstick = _table(0.4).assign(method="mean", label="training mean").iloc[:1]
+    said = comparison_sentences(pd.DataFrame(), _table(-0.05), yardstick, LABELS, CPS, 1.0)
+    assert "predict no better than the training mean" in said
+    assert "no better" not in comparison_sentences(pd.DataFrame(), _table(0.3), yardstick, LABELS,
+                                                  CPS, 1.0)  # fmt: skip
