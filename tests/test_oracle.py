@@ -19,7 +19,7 @@ from ctrip.data.synth.ecg_model import (
 )
 from ctrip.data.synth.generate import NUMERICAL, generate_subjects, reference_subjects
 from ctrip.data.synth.localizer import render_localizers
-from ctrip.data.synth.oracle import above_ceiling, oracle_columns
+from ctrip.data.synth.oracle import above_ceiling, ceiling_from_features, oracle_columns
 
 SMOKE = SynthSizes.for_profile("smoke")
 RENDERERS = {
@@ -115,3 +115,16 @@ def test_above_ceiling_flags_only_rows_whose_ci_is_above():
     assert flagged["above_ceiling"].tolist() == [True, False, False]
     with pytest.raises(ValueError, match="r_ci_low"):
         above_ceiling(results.drop(columns="r_ci_low"), ceiling)
+
+
+def test_ceiling_regressor_recovers_smooth_and_ratio_targets():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    x[:, 2] = np.exp(0.3 * x[:, 2])  # a positive gain
+    y = np.stack([x[:, 0] * x[:, 1], x[:, 0] / x[:, 2]], axis=1)
+    pred = ceiling_from_features(x[:480], y[:480], x[480:], seed=0)
+    assert pred.shape == (120, 2)
+    assert np.corrcoef(pred[:, 0], y[480:, 0])[0, 1] > 0.99
+    ridge_only = ceiling_from_features(x[:480], y[:480], x[480:], seed=0, neural=False)
+    r = [np.corrcoef(p[:, 1], y[480:, 1])[0, 1] for p in (pred, ridge_only)]
+    assert r[0] >= r[1] - 0.01  # the perceptron is kept only where it predicts better

@@ -159,7 +159,7 @@ def test_measured_intervals_agree_with_generating_parameters(cohort):
 
 
 def test_modalities_carry_their_kind_of_information(cohort):
-    oracle = oracle_ceiling(cohort, n_reference=1500, boosted=False)
+    oracle = oracle_ceiling(cohort, n_reference=1500, neural=False)
     oracle = oracle.set_index(["modality", "cp"])["pearson_r"]
     assert oracle["cmr", "LVEF"] > 0.8  # cine sees ED and ES
     assert oracle["localizer", "LVM"] > 0.8 and oracle["localizer", "LVEDV"] > 0.7
