@@ -150,8 +150,16 @@ def test_measured_intervals_agree_with_generating_parameters(cohort):
         assert np.corrcoef(table.loc[ok, measured], lat.loc[ok, true])[0, 1] > 0.4, measured
 
 
-def test_modalities_carry_their_kind_of_information(cohort):
-    oracle = oracle_ceiling(cohort).set_index(["modality", "cp"])["pearson_r"]
+@pytest.fixture(scope="module")
+def oracle_cohort(tmp_path_factory) -> Cohort:
+    """Enough subjects for a stable oracle: its quadratic ridge on ~20 latents swings from
+    r 0.5 to 0.99 between 36-subject test splits."""
+    path = synthesize_cohort(tmp_path_factory.mktemp("o") / "cohort", 800, 5, SMOKE, progress=False)
+    return Cohort.open(path)
+
+
+def test_modalities_carry_their_kind_of_information(oracle_cohort):
+    oracle = oracle_ceiling(oracle_cohort).set_index(["modality", "cp"])["pearson_r"]
     assert oracle["cmr", "LVEF"] > 0.8  # cine sees ED and ES
     assert oracle["localizer", "LVM"] > 0.8 and oracle["localizer", "LVEDV"] > 0.7
     assert oracle["localizer", "LVEF"] < oracle["cmr", "LVEF"] - 0.2  # static localizer: weak EF

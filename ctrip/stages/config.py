@@ -18,6 +18,8 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
                              average); weight-free, so it may differ between stages
     patch_size               (localizer, cmr) square patch side in pixels; the image size is
                              read from the cohort and must be divisible by it
+    stem                     (localizer, cmr) patch embedding: "linear" (ViT) or "hmlp" (the
+                             patch-local hierarchical MLP stem of Touvron et al. 2022)
     rate_hz                  (ecg) sampling rate the model sees; the ECG is averaged down to it
                              (null or >= the cohort's rate: the cohort's own rate)
     patch_seconds            (ecg) patch length in seconds (0.2 s = 100 samples at 500 Hz)
@@ -71,7 +73,7 @@ _TRANSFORMER = {
     "mask_ratio": 0.75,
     "pool": "cls",
 }
-_IMAGE_MODEL = {"patch_size": 8, **_TRANSFORMER}
+_IMAGE_MODEL = {"patch_size": 8, "stem": "linear", **_TRANSFORMER}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "models": {
