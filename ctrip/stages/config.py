@@ -30,6 +30,8 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
     lr                       peak learning rate (stage1, stage2)
+    lr_encoder               (stage2) peak lr of the pre-trained encoders (null: lr); the
+                             projections and temperatures train at lr
     lr_head, lr_encoder      (stage3) head and pre-trained encoder learning rates (1e-3, 1e-4)
     lr_encoder_scratch       (stage3) encoder lr when it starts from random weights (a
                              supervised baseline has no pre-trained features to protect)
@@ -102,6 +104,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "max_epochs": 20,
         "batch_size": 64,
         "lr": 1e-3,
+        "lr_encoder": None,
         "weight_decay": 0.05,
         "warmup_epochs": 1,
         "min_lr_ratio": 0.01,
