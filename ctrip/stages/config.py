@@ -75,7 +75,9 @@ _TRANSFORMER = {
     "mask_ratio": 0.75,
     "pool": "cls",
 }
-_IMAGE_MODEL = {"patch_size": 8, "stem": "linear", **_TRANSFORMER}
+# Images: the patch-local hMLP stem and mean-pooled tokens learn from a few thousand subjects
+# (measured with benchmarks/bench_localizer_recipe.py); the paper profile restores ViT's own.
+_IMAGE_MODEL = {"patch_size": 8, **_TRANSFORMER, "stem": "hmlp", "pool": "mean"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "models": {
@@ -156,10 +158,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
 # patches of 100 samples at 500 Hz, a 12-layer tabular transformer) and its schedule.
 PAPER_OVERRIDES: dict[str, Any] = {
     "models": {
-        "localizer": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
-                      "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
-        "cmr": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12,
-                "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
+        "localizer": {"patch_size": 16, "stem": "linear", "pool": "cls", "dim": 768, "depth": 12,
+                      "heads": 12, "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
+        "cmr": {"patch_size": 16, "stem": "linear", "pool": "cls", "dim": 768, "depth": 12,
+                "heads": 12, "decoder_dim": 512, "decoder_depth": 8, "decoder_heads": 16},
         "ecg": {"rate_hz": None, "patch_seconds": 0.2, "per_lead": True, "dim": 384,
                 "depth": 3, "heads": 6, "decoder_dim": 256, "decoder_depth": 2,
                 "decoder_heads": 8},

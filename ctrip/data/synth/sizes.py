@@ -12,7 +12,7 @@ class SynthSizes:
     Profiles:
     - smoke: 32x32 images, ECG 100 Hz x 10 s (T = 1000): CI in minutes.
     - default: 64x64 images, ECG 250 Hz x 10 s (T = 2500): the book on a 2-core CPU; 64 pixels
-      over the localizer's 360 mm field of view keep the heart about 20 pixels wide, and 250 Hz
+      over the localizer's 140 mm heart-centred crop keep the heart about 40 pixels wide, and 250 Hz
       keeps the QRS (energy below ~40 Hz) intact.
     - paper: 224x224 images, ECG 500 Hz x 10 s (T = 5000), the sizes of the paper's public code.
 
