@@ -13,13 +13,17 @@ import pytest
 from nibabel.testing import data_path
 from pydicom.data import get_testdata_file
 
+from ctrip.data.schema import LOCALIZER_FOV_MM
 from ctrip.io.errors import GeometryError, UnreadableFileError
 from ctrip.io.images import CineStack, SliceStack, read_cine, read_localizer
 from ctrip.io.preprocess import (
     CentredCropWarning,
+    CropGeometryWarning,
     HeartBox,
     cardiac_frames,
     cine_input,
+    expected_localizer_input,
+    localizer_field_of_view_mm,
     localizer_input,
     normalize_intensity,
     resize,
@@ -154,14 +158,20 @@ def test_mask_and_box_choose_the_slices_and_crop(tmp_path: Path) -> None:
     mask = np.zeros(stack.pixels.shape, dtype=np.uint8)
     mask[4, 20:30, 30:44] = 1
     mask[5, 22:28, 32:40] = 1
+    side_mm = 16 * stack.spacing[0]  # a fixed field of view of 16 x 16 pixels
+    assert stack.spacing[0] == stack.spacing[1]
     with warnings.catch_warnings():
         warnings.simplefilter("error", CentredCropWarning)  # no guessing with a mask or box
-        from_mask = localizer_input(stack, 16, mask=mask)
+        warnings.simplefilter("error", CropGeometryWarning)  # the 10 x 14 pixel box fits
+        from_mask = localizer_input(stack, 16, mask=mask, crop_mm=side_mm)
         box = HeartBox.parse("20,30,30,44,4")
-        from_box = localizer_input(stack, 16, box=box)
-    np.testing.assert_allclose(from_mask, from_box)  # same slices 3-5, same box
+        from_box = localizer_input(stack, 16, box=box, crop_mm=side_mm)
+    np.testing.assert_allclose(from_mask, from_box)  # same slices 3-5, same box centre
+    # The crop is centred on the box but its size is the field of view, not the box's.
     by_hand = normalize_intensity(stack.pixels[3:6, 25 - 8 : 25 + 8, 37 - 8 : 37 + 8])
     np.testing.assert_allclose(from_box, resize(by_hand, 16), atol=1e-5)
+    with pytest.warns(CropGeometryWarning, match="larger than"):
+        localizer_input(stack, 16, box=box, crop_mm=8 * stack.spacing[0])
     with pytest.raises(GeometryError, match="mask"):
         localizer_input(stack, 16, mask=mask[:3])
     with pytest.raises(ValueError, match="r0,c0,r1,c1"):
@@ -250,3 +260,23 @@ def test_dicom_cine_is_grouped_by_slice_and_ordered_by_time(tmp_path: Path) -> N
     assert x.shape == (3, 16, 16)
     with pytest.raises(GeometryError, match="different frame counts"):
         read_cine(cine_series(tmp_path / "uneven", drop_last=True))
+
+
+def test_localizer_crop_has_a_fixed_field_of_view_whatever_the_heart_size() -> None:
+    """Two hearts of different size give crops of the same mm per pixel: the bigger heart
+    looks bigger (a box-sized crop would scale every heart to the same apparent size)."""
+    yy, xx = np.mgrid[:200, :200]
+    inputs = []
+    for radius in (15, 30):
+        disc = ((yy - 90) ** 2 + (xx - 110) ** 2 < radius**2).astype(np.float32)
+        pixels = np.stack([disc] * 5) + 0.1
+        stack = SliceStack(pixels, spacing=(1.0, 1.0), positions=None, source="discs")
+        box = HeartBox(90 - radius, 110 - radius, 90 + radius, 110 + radius, 2)
+        inputs.append(localizer_input(stack, 70, box=box, crop_mm=LOCALIZER_FOV_MM))
+    small, big = ((x[1] > 0.5).sum() for x in inputs)
+    assert big / small == pytest.approx(4.0, rel=0.1)  # area ratio (30 / 15)^2
+    assert expected_localizer_input(64).startswith("three consecutive")
+    assert "2.19 mm per pixel" in expected_localizer_input(64)
+    assert localizer_field_of_view_mm({"recipe": {"localizer": {"field_of_view_mm": 360}}}) == 360
+    assert localizer_field_of_view_mm({"provenance": {"preprocessing": {"crop_mm": 150}}}) == 150
+    assert localizer_field_of_view_mm({}) == LOCALIZER_FOV_MM

@@ -246,3 +246,40 @@ def test_pooling():
     assert build_encoder(enc.spec()).pool == "mean"
     with pytest.raises(ValueError):
         Encoder(ImageTokenizer((16, 16), 4, 32), 1, 4, pool="max")
+
+
+@pytest.mark.parametrize("patch", [4, 8, 16])
+def test_hmlp_stem_is_patch_local_and_keeps_mae_masking(patch):
+    """Each token of the hMLP stem depends on its own patch only, so masking after the stem is
+    masking the patch: the encoder output ignores the masked patches' pixels."""
+    size = 2 * patch
+    tok = ImageTokenizer((size, size), patch, 32, stem="hmlp")
+    x = torch.rand(2, 3, size, size)
+    tokens = tok(x)
+    assert tokens.shape == (2, 4, 32)
+    changed = x.clone()
+    changed[:, :, :patch, :patch] = torch.rand(2, 3, patch, patch)  # patch 0 only
+    diff = (tok(changed) - tokens).abs().amax(dim=(0, 2))
+    assert diff[0] > 0 and torch.all(diff[1:] == 0)
+    mae = MaskedAutoencoder(Encoder(tok, 1, 4), 16, 1, 2)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    loss, pred, mask = mae(x, generator=g())
+    assert pred.shape == (2, 4, 3 * patch * patch) and torch.isfinite(loss)
+    patches = tok.patchify(x)
+    patches[mask.bool()] = torch.rand_like(patches[mask.bool()])
+    latent, _, _ = mae.encoder.forward_masked(x, 0.75, g())
+    latent2, _, _ = mae.encoder.forward_masked(tok.unpatchify(patches), 0.75, g())
+    assert torch.allclose(latent, latent2)
+    twin = build_encoder(mae.encoder.spec())
+    twin.load_state_dict(mae.encoder.state_dict())
+    assert twin.tokenizer.stem == "hmlp" and torch.equal(twin.features(x), mae.encoder.features(x))
+
+
+def test_hmlp_stem_rejects_patch_sizes_it_cannot_split():
+    with pytest.raises(ValueError, match="hMLP"):
+        ImageTokenizer((24, 24), 6, 32, stem="hmlp")
+    with pytest.raises(ValueError, match="stem"):
+        ImageTokenizer((16, 16), 4, 32, stem="conv3x3")
+    assert build_encoder(Encoder(ImageTokenizer((16, 16), 4, 32), 1, 4).spec()).tokenizer.stem == (
+        "linear"
+    )

@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 
 from ctrip.cli import main
 from ctrip.data.cohort import Cohort
-from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.data.schema import CP_NAMES, CP_UNITS, LOCALIZER_FOV_MM
 from ctrip.predict import find_subjects, training_crop_mm
 from tests.factories import make_tiny_cohort
 from tests.test_io_images import CT_STACK
@@ -158,4 +158,4 @@ def test_skip_bad_subjects_in_a_batch(trained, tmp_path: Path, capsys) -> None:
 def test_crop_size_follows_the_training_cohort(tmp_path: Path) -> None:
     (tmp_path / "manifest.yaml").write_text("provenance:\n  preprocessing:\n    crop_mm: 150.0\n")
     assert training_crop_mm({"cohort": str(tmp_path)}) == 150.0
-    assert training_crop_mm({"cohort": str(tmp_path / "gone")}) == 200.0
+    assert training_crop_mm({"cohort": str(tmp_path / "gone")}) == LOCALIZER_FOV_MM

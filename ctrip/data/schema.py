@@ -28,6 +28,11 @@ IMAGE_MODALITIES: tuple[str, ...] = ("localizer", "cmr")
 ARRAY_MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg")
 MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg", "tabular")
 
+# Localizer model input: a square of this side (mm) centred on the heart, resized to the
+# cohort's image size, as the paper crops the segmented heart from the thorax. Simulated and
+# imported cohorts share it, so a model trained on one reads the other's localizers.
+LOCALIZER_FOV_MM: float = 140.0
+
 # Per-subject array shape after the subject axis: images (3, H, W), ECG (12, T).
 ARRAY_CHANNELS: dict[str, int] = {"localizer": 3, "cmr": 3, "ecg": len(LEADS)}
 ARRAY_NDIM: dict[str, int] = {"localizer": 4, "cmr": 4, "ecg": 3}

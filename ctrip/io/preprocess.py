@@ -1,11 +1,13 @@
 """Images to model input, as in the paper: crop around the heart, normalize, resize.
 
-Localizer: three consecutive transverse slices become the three channels. With a heart mask
-(same shape as the slice stack) the centre slice is the one with most heart pixels and the
-crop is the mask's bounding box on those slices; with a `HeartBox` the crop is the box (and
-its slice, if given). Without either the crop is centred: a square of `crop_mm` (default
-200 mm, enough for an adult heart with margin) around the image centre, on the middle three
-slices, and a `CentredCropWarning` says the heart position was guessed.
+Localizer: three consecutive transverse slices become the three channels, cropped to a square
+of fixed physical size `crop_mm` (default `LOCALIZER_FOV_MM`, 140 mm: an adult heart with a
+margin) and resized, so every subject has the same mm per pixel and the apparent heart size
+measures the real one (the synthetic cohort renders the same field of view). With a heart mask
+(same shape as the slice stack) the centre slice is the one with most heart pixels and the crop
+is centred on the mask's bounding box on those slices; with a `HeartBox` it is centred on the
+box (on its slice, if given). Without either the crop is centred on the image, on the middle
+three slices, and a `CentredCropWarning` says the heart position was guessed.
 
 Cine: the mid slice of the short-axis stack (index Z // 2 in basal-to-apical order) at end-
 diastole, end-systole and mid-phase. ED and ES are the frames of largest and smallest LV
@@ -13,7 +15,8 @@ blood pool in a given mask (label `lv_label`), or given indices. Without either,
 (cine acquisitions are triggered on the R wave) and ES the frame that differs most from it in
 the central crop, with a warning. Mid-phase is the frame half a cycle after ED.
 
-Every crop is square in millimetres (pixel spacing permitting), intensities are scaled so the
+Cine crops follow the box itself (enlarged by 20%) when a mask or box is given. Every crop is
+square in millimetres (pixel spacing permitting), intensities are scaled so the
 1st and 99th percentiles of the three channels map to 0 and 1 (clipped), and the result is
 resized to `size` x `size` (bilinear, Gaussian anti-aliasing when shrinking).
 """
@@ -26,10 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ctrip.data.schema import LOCALIZER_FOV_MM
 from ctrip.io.errors import GeometryError
 from ctrip.io.images import CineStack, SliceStack
 
-DEFAULT_CROP_MM = 200.0
+DEFAULT_CROP_MM = LOCALIZER_FOV_MM
 BOX_MARGIN = 1.2  # the crop is the heart box enlarged by 20%, made square
 PERCENTILES = (1.0, 99.0)
 MIN_IMAGE_SIDE = 16  # pixels: a smaller slice carries no heart to crop (1x1, 2x2 "images")
@@ -37,6 +41,32 @@ MIN_IMAGE_SIDE = 16  # pixels: a smaller slice carries no heart to crop (1x1, 2x
 
 class CentredCropWarning(UserWarning):
     """No heart mask or box was given: the crop (and the frames) were placed by default."""
+
+
+class CropGeometryWarning(UserWarning):
+    """The localizer crop cannot keep the fixed field of view: unknown pixel spacing, or a
+    heart box larger than the crop."""
+
+
+def expected_localizer_input(size: int, crop_mm: float = LOCALIZER_FOV_MM) -> str:
+    """One line saying what a localizer model input is (for `ctrip predict` and the docs)."""
+    return (
+        f"three consecutive transverse localizer slices, a {crop_mm:g} mm square centred on the "
+        f"heart, resized to {size}x{size} pixels ({crop_mm / size:.2f} mm per pixel)"
+    )
+
+
+def localizer_field_of_view_mm(manifest: dict) -> float:
+    """The localizer field of view (mm) a cohort was made with, from its manifest: the
+    simulator's recipe or the importer's preprocessing settings (`LOCALIZER_FOV_MM` if neither
+    says; cohorts made before the field was recorded)."""
+    recipe = (manifest.get("recipe") or {}).get("localizer") or {}
+    if recipe.get("field_of_view_mm"):
+        return float(recipe["field_of_view_mm"])
+    preprocessing = (manifest.get("provenance") or {}).get("preprocessing") or {}
+    if preprocessing.get("crop_mm"):
+        return float(preprocessing["crop_mm"])
+    return LOCALIZER_FOV_MM
 
 
 @dataclass(frozen=True)
@@ -63,11 +93,13 @@ class HeartBox:
 
 
 def normalize_intensity(image: np.ndarray) -> np.ndarray:
-    """Scale so the 1st/99th percentiles map to 0/1, clipped; a blank image is an error."""
-    low, high = np.percentile(image, PERCENTILES)
+    """Scale so the 1st/99th percentiles map to 0/1, clipped; a blank image is an error. NaN
+    marks padding outside the scanned field: it is left out of the percentiles and set to 0."""
+    low, high = np.nanpercentile(image, PERCENTILES) if np.isfinite(image).any() else (0, 0)
     if not high > low:
         raise GeometryError("the cropped image is blank (constant intensity)")
-    return np.clip((image - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    scaled = np.clip((image - low) / (high - low), 0.0, 1.0)
+    return np.nan_to_num(scaled, nan=0.0).astype(np.float32)  # padding (NaN) becomes 0
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -88,14 +120,17 @@ def square_crop(
     spacing: tuple[float, float] | None,
 ) -> np.ndarray:
     """Crop (C, H, W) to a square of `side_mm` (pixels if spacing is unknown) around `centre`;
-    parts outside the image are filled with its minimum."""
+    parts outside the image are NaN (float32), so that `normalize_intensity` leaves them out."""
     row_mm, col_mm = spacing or (1.0, 1.0)
     half = (max(1, round(side_mm / row_mm / 2)), max(1, round(side_mm / col_mm / 2)))
     corners = [round(c) - h for c, h in zip(centre, half)]
     pad = max(
         0, -min(corners), *(c + 2 * h - n for c, h, n in zip(corners, half, images.shape[-2:]))
     )
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)), constant_values=images.min())
+    if pad:
+        images = np.pad(images.astype(np.float32), ((0, 0), (pad, pad), (pad, pad)),
+                        constant_values=np.nan)  # fmt: skip
+    padded = images
     r, c = corners[0] + pad, corners[1] + pad
     return padded[:, r : r + 2 * half[0], c : c + 2 * half[1]]
 
@@ -103,6 +138,22 @@ def square_crop(
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask.any(axis=0) if mask.ndim == 3 else mask)
     return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
+
+def _fixed_crop(
+    images: np.ndarray, box: tuple[int, int, int, int], spacing, crop_mm: float, source: str
+) -> np.ndarray:
+    """A square of `crop_mm` centred on the box; warns when the box does not fit inside it."""
+    r0, c0, r1, c1 = box
+    row_mm, col_mm = spacing or (1.0, 1.0)
+    if max((r1 - r0) * row_mm, (c1 - c0) * col_mm) > crop_mm:
+        warnings.warn(
+            f"{source}: the heart box ({(r1 - r0) * row_mm:.0f} x {(c1 - c0) * col_mm:.0f} mm) is "
+            f"larger than the {crop_mm:g} mm field of view; the crop cuts the heart",
+            CropGeometryWarning,
+            stacklevel=3,
+        )
+    return square_crop(images, ((r0 + r1) / 2, (c0 + c1) / 2), crop_mm, spacing)
 
 
 def _box_crop(images: np.ndarray, box: tuple[int, int, int, int], spacing) -> np.ndarray:
@@ -157,9 +208,17 @@ def localizer_input(
     box: HeartBox | None = None,
     crop_mm: float = DEFAULT_CROP_MM,
 ) -> np.ndarray:
-    """Three consecutive transverse slices cropped around the heart: (3, size, size) in [0, 1]."""
+    """Three consecutive transverse slices, a `crop_mm` square around the heart, resized:
+    (3, size, size) in [0, 1] at crop_mm / size mm per pixel."""
     pixels = stack.pixels
     check_pixels(pixels, stack.source)
+    if stack.spacing is None:
+        warnings.warn(
+            f"{stack.source}: unknown pixel spacing; the {crop_mm:g} mm crop is taken as "
+            f"{crop_mm:g} pixels, so the field of view may differ from the model's",
+            CropGeometryWarning,
+            stacklevel=2,
+        )
     if mask is not None:
         mask = np.asarray(mask) > 0
         if mask.shape != pixels.shape:
@@ -169,10 +228,12 @@ def localizer_input(
         if not mask.any():
             raise GeometryError(f"{stack.source}: the heart mask is empty")
         chosen = three_slices(len(pixels), int(mask.sum(axis=(1, 2)).argmax()), stack.source)
-        crop = _box_crop(pixels[chosen], _box_of(mask[chosen]), stack.spacing)
+        box_px = _box_of(mask[chosen])
+        crop = _fixed_crop(pixels[chosen], box_px, stack.spacing, crop_mm, stack.source)
     elif box is not None:
         chosen = three_slices(len(pixels), box.slice, stack.source)
-        crop = _box_crop(pixels[chosen], (box.r0, box.c0, box.r1, box.c1), stack.spacing)
+        box_px = (box.r0, box.c0, box.r1, box.c1)
+        crop = _fixed_crop(pixels[chosen], box_px, stack.spacing, crop_mm, stack.source)
     else:
         chosen = three_slices(len(pixels), None, stack.source)
         warnings.warn(
@@ -182,8 +243,7 @@ def localizer_input(
             stacklevel=2,
         )
         height, width = pixels.shape[1:]
-        side = _centred_side_mm((height, width), stack.spacing, crop_mm)
-        crop = square_crop(pixels[chosen], (height / 2, width / 2), side, stack.spacing)
+        crop = square_crop(pixels[chosen], (height / 2, width / 2), crop_mm, stack.spacing)
     if stack.positions is not None:
         gaps = np.abs(np.diff(stack.positions[chosen]))
         if gaps.max() > 1.5 * gaps.min():

@@ -73,9 +73,51 @@ class PatchTokenizer(nn.Module):
         return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each position of a (B, C, H, W) map: per sub-patch, so
+    that a token never depends on other tokens or on the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class HierarchicalPatchStem(nn.Sequential):
+    """hMLP stem (Touvron et al., ECCV 2022, "Three things everyone should know about Vision
+    Transformers"): a linear map of 4x4 sub-patches, then of 2x2 groups of them, up to the
+    patch size, with a norm and GELU between. Every convolution has stride = kernel, so each
+    token sees only its own patch: the stem is as patch-local as a linear embedding and masking
+    before or after it is the same (MAE-compatible). Norm: per-position LayerNorm in place of the
+    paper's BatchNorm, so that tokens do not depend on the batch."""
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int) -> None:
+        factors, rest = [4], patch_size // 4
+        while rest > 1 and rest % 2 == 0:
+            factors.append(2)
+            rest //= 2
+        if patch_size % 4 or rest != 1:
+            raise ValueError(
+                f"the hMLP stem needs a patch size of 4 times a power of 2, got {patch_size}"
+            )
+        hidden = max(dim // 4, 8)
+        widths = [in_chans] + [hidden] * (len(factors) - 1) + [dim]
+        layers: list[nn.Module] = []
+        for k, factor in enumerate(factors):
+            layers.append(nn.Conv2d(widths[k], widths[k + 1], factor, stride=factor))
+            if k < len(factors) - 1:
+                layers += [ChannelNorm(widths[k + 1], eps=1e-6), nn.GELU()]
+        super().__init__(*layers)
+
+
+STEMS = ("linear", "hmlp")
+
+
 class ImageTokenizer(PatchTokenizer):
     """Square patches of a (B, C, H, W) image; the 3 localizer slices (or CMR frames) are the
-    channels. Position: 2D sin-cos over the (row, column) patch grid."""
+    channels. Position: 2D sin-cos over the (row, column) patch grid.
+
+    stem: "linear" (one linear map of the flattened patch, ViT/MAE) or "hmlp" (the patch-local
+    `HierarchicalPatchStem`, which helps ViTs learn from little data).
+    """
 
     def __init__(
         self,
@@ -85,25 +127,41 @@ class ImageTokenizer(PatchTokenizer):
         in_chans: int = 3,
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        stem: str = "linear",
     ) -> None:
         H, W = image_size
         if H % patch_size or W % patch_size:
             raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+        if stem not in STEMS:
+            raise ValueError(f"unknown patch stem {stem!r}; expected one of {STEMS}")
         self.image_size = (int(H), int(W))
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.grid = (H // patch_size, W // patch_size)
+        self.stem = stem
         super().__init__(patch_size * patch_size * in_chans, dim, input_mean, input_std)
+        if stem == "hmlp":
+            del self.embed
+            self.hmlp = HierarchicalPatchStem(in_chans, dim, patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem == "linear":
+            return super().forward(x)
+        self._check_shape(x)
+        return self.hmlp(self.normalize(x)).flatten(2).transpose(1, 2) + self.pos
+
+    def _check_shape(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != (self.in_chans, *self.image_size):
+            raise ValueError(
+                f"expected images of shape {(self.in_chans, *self.image_size)}, got {tuple(x.shape[1:])}"
+            )
 
     def position(self, dim: int) -> torch.Tensor:
         return sincos_2d(*self.grid, dim)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, h*w, p*p*C) standardized, MAE's ordering."""
-        if tuple(x.shape[1:]) != (self.in_chans, *self.image_size):
-            raise ValueError(
-                f"expected images of shape {(self.in_chans, *self.image_size)}, got {tuple(x.shape[1:])}"
-            )
+        self._check_shape(x)
         B, C = x.shape[:2]
         (h, w), p = self.grid, self.patch_size
         x = self.normalize(x).reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1)
@@ -125,6 +183,7 @@ class ImageTokenizer(PatchTokenizer):
             "in_chans": self.in_chans,
             "input_mean": self.input_mean,
             "input_std": self.input_std,
+            "stem": self.stem,
         }
 
 

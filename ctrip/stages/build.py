@@ -24,7 +24,8 @@ def tokenizer_spec(
         _, C, H, W = cohort.array(modality).shape
         mean, std = _input_stats(cohort, modality)
         return {"kind": "image", "image_size": [H, W], "patch_size": model["patch_size"],
-                "dim": model["dim"], "in_chans": C, "input_mean": mean, "input_std": std}  # fmt: skip
+                "dim": model["dim"], "in_chans": C, "input_mean": mean, "input_std": std,
+                "stem": model.get("stem", "linear")}  # fmt: skip
     if modality == "ecg":
         _, leads, T = cohort.array("ecg").shape
         fs = cohort.ecg_sampling_rate_hz

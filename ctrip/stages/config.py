@@ -18,6 +18,8 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
                              average); weight-free, so it may differ between stages
     patch_size               (localizer, cmr) square patch side in pixels; the image size is
                              read from the cohort and must be divisible by it
+    stem                     (localizer, cmr) patch embedding: "linear" (ViT) or "hmlp" (the
+                             patch-local hierarchical MLP stem of Touvron et al. 2022)
     rate_hz                  (ecg) sampling rate the model sees; the ECG is averaged down to it
                              (null or >= the cohort's rate: the cohort's own rate)
     patch_seconds            (ecg) patch length in seconds (0.2 s = 100 samples at 500 Hz)
@@ -28,6 +30,8 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
     lr                       peak learning rate (stage1, stage2)
+    lr_encoder               (stage2) peak lr of the pre-trained encoders (null: lr); the
+                             projections and temperatures train at lr
     lr_head, lr_encoder      (stage3) head and pre-trained encoder learning rates (1e-3, 1e-4)
     lr_encoder_scratch       (stage3) encoder lr when it starts from random weights (a
                              supervised baseline has no pre-trained features to protect)
@@ -84,7 +88,9 @@ _TRANSFORMER = {
     "mask_ratio": 0.75,
     "pool": "cls",
 }
-_IMAGE_MODEL = {"patch_size": 8, **_TRANSFORMER}
+# Images: the patch-local hMLP stem and mean-pooled tokens learn from a few thousand subjects
+# (measured with benchmarks/bench_localizer_recipe.py); the paper profile restores ViT's own.
+_IMAGE_MODEL = {"patch_size": 8, **_TRANSFORMER, "stem": "hmlp", "pool": "mean"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "models": {
@@ -113,6 +119,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "max_epochs": 20,
         "batch_size": 64,
         "lr": 1e-3,
+        "lr_encoder": None,
         "weight_decay": 0.05,
         "warmup_epochs": 1,
         "min_lr_ratio": 0.01,

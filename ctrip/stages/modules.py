@@ -131,6 +131,15 @@ class Stage2Module(TrainStage):
         )
         self.criterion = criterion
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Projections and temperatures at `lr`; the pre-trained encoders at `lr_encoder`
+        (default: `lr`), so that alignment need not overwrite what Stage I learned."""
+        lr, decay = self.stage["lr"], self.stage["weight_decay"]
+        lr_encoder = self.stage.get("lr_encoder") or lr
+        groups = param_groups(self.projections, lr, decay) + param_groups(self.criterion, lr, 0.0)
+        groups += param_groups(self.encoders, lr_encoder, decay)
+        return [g for g in groups if g["params"]]
+
     def embed(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {
             m: self.projections[m](

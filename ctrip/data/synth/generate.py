@@ -23,7 +23,9 @@ from ctrip.data.synth.localizer import render_localizers
 from ctrip.data.synth.population import MISSING, sample_population, subject_rng
 from ctrip.data.synth.sizes import SynthSizes
 
-GENERATOR_VERSION = 3  # 2: LV-mass QRS force; 3: ECG nuisance, own lead matrix per subject
+# 2: LV-mass QRS force; 3: ECG nuisance, own lead matrix per subject; 4: heart-centred localizer
+# crop, slice-shift sign fixed
+GENERATOR_VERSION = 4
 BLOCK = 32  # subjects rendered at a time inside a chunk
 NUMERICAL = [
     "age", "height", "weight", "bmi", "bsa", "sbp", "dbp", "heart_rate", "basal_metabolic_rate",
@@ -60,7 +62,9 @@ def subject_ids(indices: np.ndarray) -> list[str]:
 def modality_renderers(seed: int, sizes: SynthSizes) -> dict:
     """{modality: render(population rows) -> (array, latents)} of one cohort recipe."""
     return {
-        "localizer": lambda part: render_localizers(part, seed, sizes.image_size),
+        "localizer": lambda part: render_localizers(
+            part, seed, sizes.image_size, sizes.localizer_field, sizes.localizer_fov_mm
+        ),
         "cmr": lambda part: render_cine(part, seed, sizes.cmr_size),
         "ecg": lambda part: simulate_ecg(part, seed, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds),
     }
@@ -192,6 +196,11 @@ def synthesize_cohort(
         "split_seed": int(seed),
         "n_subjects": int(n_subjects),
         "sizes": sizes.to_dict(),
+        "localizer": {
+            "field": sizes.localizer_field,
+            "field_of_view_mm": sizes.localizer_mm_per_pixel * sizes.image_size,
+            "mm_per_pixel": sizes.localizer_mm_per_pixel,
+        },
     }
     return writer.finish(
         table,

@@ -3,8 +3,15 @@
 The heart is caught at a random phase of the cycle (localizers are not ECG-gated), so its
 chambers show one instantaneous volume: structural CPs (size, mass) are visible, ejection
 fraction only weakly (through the covariation of volumes with EF, not through motion). The
-slices are coarse (360 mm field of view) and thick (10 mm), with position and tilt variation,
-a smooth bias field, motion blur and Rician noise.
+slices are thick (10 mm), with position and tilt variation, a smooth bias field, motion blur
+and Rician noise.
+
+Two fields of view (`field`):
+- "heart" (default): as the paper's preprocessing, which segments the heart and crops it from
+  the thorax before resizing: a square of `fov_mm` (140 mm) centred on the heart as an automatic
+  segmentation would place it (centring error `CENTRING_ERROR_MM` per axis). The pixel size is
+  fixed (fov_mm / size), so the apparent heart size stays a measure of the real one.
+- "thorax": the whole 360 mm scout, centred on the scanner's isocentre.
 """
 
 from __future__ import annotations
@@ -12,11 +19,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ctrip.data.schema import CP_NAMES
+from ctrip.data.schema import CP_NAMES, LOCALIZER_FOV_MM
 from ctrip.data.synth.anatomy import lv_shell, phase_volumes
 from ctrip.data.synth.population import LOCALIZER, MYOCARDIAL_DENSITY, subject_rng
 
-FOV_MM = 360.0
+FOV_MM = 360.0  # the whole-thorax scout
+HEART_FOV_MM = LOCALIZER_FOV_MM  # the heart-centred crop: an adult heart with a margin
+# SD per axis of the crop centre around the true heart centre: the error of the bounding-box
+# centre from an automatic heart segmentation (ASSUMED, a few mm on 10 mm thick slices).
+CENTRING_ERROR_MM = 5.0
+FIELDS = ("heart", "thorax")
 SLICE_SPACING_MM = 10.0  # consecutive slices, each 10 mm thick (UKB scouts are thick-sliced)
 HEART_CENTER = (25.0, -30.0)  # mm: left of midline, anterior (x: patient left, y: posterior)
 # bSSFP-like intensities (blood bright, fat bright, lung dark, myocardium grey).
@@ -65,18 +77,39 @@ def _ellipse_cov(cx, cy, ax, ay, X, Y, edge):
     return _coverage(d, np.sqrt(e(ax) * e(ay)), edge)
 
 
+def field_of_view_mm(field: str, fov_mm: float | None = None) -> float:
+    """Side of the localizer's square field of view in mm (`fov_mm` overrides the field's own)."""
+    if field not in FIELDS:
+        raise ValueError(f"unknown localizer field {field!r}; expected one of {FIELDS}")
+    fov = float(fov_mm) if fov_mm is not None else (HEART_FOV_MM if field == "heart" else FOV_MM)
+    if not fov > 0:
+        raise ValueError(f"the localizer field of view must be positive, got {fov} mm")
+    return fov
+
+
 def render_localizers(
-    population: pd.DataFrame, seed: int, size: int
+    population: pd.DataFrame,
+    seed: int,
+    size: int,
+    field: str = "heart",
+    fov_mm: float | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Localizer stacks (B, 3, size, size) float32 in ~[0, 1] and their latent geometry."""
+    """Localizer stacks (B, 3, size, size) float32 in ~[0, 1] and their latent geometry.
+
+    field: "heart" (a crop of `fov_mm`, default 140 mm, around the heart) or "thorax" (the
+    whole 360 mm scout); the pixel size is fov_mm / size for every subject.
+    """
+    fov = field_of_view_mm(field, fov_mm)
     n = len(population)
     draws_u = np.empty((n, 8))
     draws_z = np.empty((n, 8))
+    centring = np.empty((n, 2))
     noise = np.empty((n, 2, 3, size, size), dtype=np.float32)
     for row, index in enumerate(population["lat_index"].to_numpy()):
         rng = subject_rng(seed, index, LOCALIZER)
         draws_u[row], draws_z[row] = rng.random(8), rng.standard_normal(8)
         noise[row] = rng.standard_normal((2, 3, size, size), dtype=np.float32)
+        centring[row] = rng.standard_normal(2)  # drawn last: the other draws stay as they were
 
     cps = {c: population[c].to_numpy(dtype=float) for c in CP_NAMES}
     phase = draws_u[:, 0]
@@ -111,17 +144,33 @@ def render_localizers(
     plane0[:, :, 0], plane0[:, :, 1] = shift[:, :1], shift[:, 1:2]
     plane0[:, :, 2] = z0[:, None] + offsets
 
-    pixel = FOV_MM / size
-    grid = ((np.arange(size) + 0.5) * pixel - FOV_MM / 2).astype(np.float32)
-    X, Y = grid[None, None, None, :], grid[None, None, :, None]
+    # In-plane coordinates (mm) of each pixel: pixel (X, Y) of a slice is the body point
+    # plane0 + X e1 + Y e2. The heart-centred crop is centred on the volume-weighted centre of
+    # the chambers, projected on the middle slice, plus the segmentation's centring error.
+    if field == "heart":
+        weights = np.stack([vols["lv"] + cps["LVM"] / MYOCARDIAL_DENSITY, vols["rv"],
+                            vols["la"], vols["ra"]], axis=-1)  # fmt: skip
+        centres = np.stack([lv_center, rv_center, la_center, ra_center], axis=1)
+        heart = (weights[..., None] * centres).sum(axis=1) / weights.sum(axis=1)[:, None]
+        rel = heart - plane0[:, 1]
+        crop_x = np.einsum("bi,bi->b", rel, e1) + CENTRING_ERROR_MM * centring[:, 0]
+        crop_y = np.einsum("bi,bi->b", rel, e2) + CENTRING_ERROR_MM * centring[:, 1]
+    else:
+        crop_x, crop_y = np.zeros(n), np.zeros(n)
+    pixel = fov / size
+    grid = ((np.arange(size) + 0.5) * pixel - fov / 2).astype(np.float32)
+    X = grid[None, None, None, :] + crop_x.astype(np.float32)[:, None, None, None]
+    Y = grid[None, None, :, None] + crop_y.astype(np.float32)[:, None, None, None]
     edge = np.full((n, 1, 1, 1), max(pixel, 0.25 * SLICE_SPACING_MM), dtype=np.float32)
 
     # Body: chest width and depth grow with BMI, subcutaneous fat thicker with BMI (ASSUMED).
     ratio, shape = population["bmi"].to_numpy() / 27.5, population["lat_body_shape"].to_numpy()
     body_ax, body_ay = 155.0 * np.sqrt(ratio) * shape, 110.0 * ratio**0.6 / shape
     fat = np.clip(6.0 + 1.5 * (population["bmi"].to_numpy() - 20.0), 3.0, 40.0)
-    Xs = X - shift[:, 0, None, None, None].astype(np.float32)
-    Ys = Y - shift[:, 1, None, None, None].astype(np.float32)
+    # Body coordinates of the pixels: structures running through all slices stay put in the
+    # body, so they appear at -shift in the image, as the heart and liver (drawn through plane0).
+    Xs = X + shift[:, 0, None, None, None].astype(np.float32)
+    Ys = Y + shift[:, 1, None, None, None].astype(np.float32)
     img = INTENSITY["fat"] * _ellipse_cov(0, 0, body_ax, body_ay, Xs, Ys, edge)
     layers = [
         (_ellipse_cov(0, 0, body_ax - fat, body_ay - fat, Xs, Ys, edge), "muscle"),
@@ -157,7 +206,7 @@ def render_localizers(
     # Motion blur along a random direction (object-domain), then bias field and Rician noise.
     blur_mm = 8.0 * draws_u[:, 1]
     blur_dir = 2 * np.pi * draws_u[:, 2]
-    k = np.fft.fftfreq(size, d=pixel)
+    k = np.fft.fftfreq(size, d=pixel)  # motion blur is circular: it wraps at the crop edges
     kr = np.fft.rfftfreq(size, d=pixel)
     for row in range(n):  # one subject at a time: faster than one batched transform
         proj = np.cos(blur_dir[row]) * kr[None, :] + np.sin(blur_dir[row]) * k[:, None]
@@ -181,6 +230,8 @@ def render_localizers(
         "loc_body_ax": body_ax, "loc_body_ay": body_ay, "loc_fat_mm": fat,
         "loc_slice_z0": z0, "loc_tilt_x": tilt_x, "loc_tilt_y": tilt_y,
         "loc_blur_mm": blur_mm, "loc_noise_sigma": sigma,
+        "loc_shift_x": shift[:, 0], "loc_shift_y": shift[:, 1],
+        "loc_crop_x": crop_x, "loc_crop_y": crop_y,
     }  # fmt: skip
     for name in STRUCTURES:
         for s in range(3):

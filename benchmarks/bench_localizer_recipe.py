@@ -1,0 +1,154 @@
+"""What makes the localizer transformer learn: Stage III test r and Stage II alignment per recipe.
+
+Simulates a cohort once per (subjects, seed, image size, field of view) into a cache folder,
+then runs the library's own stages (`ctrip.stages.train`) with config overrides and prints, per
+configuration, the test Pearson r of LVM, LVEDV, RVEDV and LVEF and the seconds each stage took.
+
+Modes:
+- sup:   L_sup, Stage III on a randomly initialized localizer encoder.
+- mae:   Stage I (localizer MAE) then Stage III fine-tuning from it.
+- align: Stage I for localizer, ECG and tabular, Stage II (L-E and L-T), its retrieval recall@k,
+         chance level, temperatures and participation ratio per modality on the test split, then
+         Stage III fine-tuning of the aligned localizer encoder.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_localizer_recipe.py --field heart \\
+        --set models.localizer.stem=hmlp --set models.localizer.pool=mean \\
+        --set stage3.max_epochs=20 --mode sup
+
+Timings depend on the load of the machine (it is shared): compare runs made side by side. On
+an oversubscribed CPU, `--threads 1` is several times faster than 2 threads (spin waits).
+Checkpoints go to a temporary folder and are removed at the end of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ctrip.data.synth.generate import synthesize_cohort
+from ctrip.data.synth.sizes import SynthSizes
+from ctrip.stages import train
+from ctrip.stages.config import make_config, set_key
+
+REPORTED = ("LVM", "LVEDV", "RVEDV", "LVEF", "RVEF")
+
+
+def cohort_path(args: argparse.Namespace) -> Path:
+    sizes = SynthSizes(
+        image_size=args.image_size,
+        cmr_size=args.image_size,
+        localizer_field=args.field,
+        localizer_fov_mm=None if args.field == "thorax" else args.fov_mm,
+    )
+    name = f"n{args.subjects}-s{args.seed}-{args.image_size}px-{args.field}"
+    if args.field == "heart":
+        name += f"{args.fov_mm:g}mm"
+    path = Path(args.cache) / name
+    if not (path / "manifest.yaml").is_file():
+        t0 = time.perf_counter()
+        synthesize_cohort(path, args.subjects, args.seed, sizes, progress=False, overwrite=True)
+        print(f"simulated {path} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return path
+
+
+def test_r(predictions) -> dict[str, float]:
+    test = predictions[predictions["split"] == "test"]
+    return {cp: float(np.corrcoef(test[f"{cp}_pred"], test[f"{cp}_ref"])[0, 1]) for cp in REPORTED}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ctrip.analysis.alignment import alignment_table
+    from ctrip.data.cohort import Cohort
+    from ctrip.stages.checkpoint import read_checkpoint
+    from ctrip.stages.inference import embed
+
+    config = make_config(args.profile)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        config = set_key(config, key, yaml.safe_load(value))
+    config["trainer"]["threads"] = args.threads
+    cohort = Cohort.open(cohort_path(args))
+    result: dict[str, Any] = {"mode": args.mode, "field": args.field, "set": args.set}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        init = None
+        if args.mode in ("mae", "align"):
+            modalities = ("localizer",) if args.mode == "mae" else ("localizer", "ecg", "tabular")
+            stage1 = {}
+            for m in modalities:
+                t0 = time.perf_counter()
+                stage1[m] = train.run_stage1(cohort, m, config, out / f"s1-{m}", seed=args.seed)
+                seconds[f"stage1_{m}"] = time.perf_counter() - t0
+            init = stage1["localizer"]
+        if args.mode == "align":
+            t0 = time.perf_counter()
+            pairs = [("localizer", "ecg"), ("localizer", "tabular")]
+            init = train.run_stage2(cohort, pairs, stage1, config, out / "s2", seed=args.seed)
+            seconds["stage2"] = time.perf_counter() - t0
+            embedded = {m: embed(init, cohort, m, "test", projected=True) for m in modalities}
+            retrieval, participation = alignment_table(embedded, pairs)
+            result["alignment"] = {
+                "retrieval": retrieval.to_dict("records"),
+                "participation_ratio": participation.set_index("modality")[
+                    "participation_ratio"
+                ].to_dict(),
+                "temperatures": read_checkpoint(init)["temperatures"],
+            }
+            result["stage2_best_epoch"] = read_checkpoint(init)["best_epoch"]
+        t0 = time.perf_counter()
+        res = train.run_stage3(
+            cohort, "localizer", init, config, out / "s3", seed=args.seed, fraction=args.fraction
+        )
+        seconds["stage3"] = time.perf_counter() - t0
+        ckpt = read_checkpoint(res.checkpoint)
+        result.update(
+            n_train=ckpt["n_train"],
+            stage3_best_epoch=ckpt["best_epoch"],
+            stage3_epochs_run=len(ckpt["history"]["epoch"]),
+            r=test_r(res.predictions),
+            seconds={k: round(v, 1) for k, v in seconds.items()},
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("sup", "mae", "align"), default="sup")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--subjects", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--field", choices=("heart", "thorax"), default="heart")
+    parser.add_argument("--fov-mm", type=float, default=140.0)
+    parser.add_argument("--fraction", type=float, default=None, help="Stage III training fraction")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default="/tmp/ctrip-bench-cohorts")
+    parser.add_argument("--set", action="append", default=[], help="config key=value (YAML)")
+    parser.add_argument("--log", default=None, help="append the result as a JSON line here")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    result = run(args)
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    r = " ".join(f"{cp} {v:.3f}" for cp, v in result["r"].items())
+    print(f"{args.mode} {args.field} {' '.join(args.set)} | n_train {result['n_train']} "
+          f"best epoch {result['stage3_best_epoch']}/{result['stage3_epochs_run']} | {r} | "
+          f"{result['seconds']} s")  # fmt: skip
+    if "alignment" in result:
+        a = result["alignment"]
+        print(f"  retrieval {a['retrieval']}")
+        print(f"  participation ratio {a['participation_ratio']} temperatures {a['temperatures']}")
+    if args.log:
+        with open(args.log, "a") as f:
+            f.write(json.dumps(result, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
