@@ -130,8 +130,9 @@ def umap_embedding(
     """2-D UMAP of (n, d) features (umap imported here: it costs seconds)."""
     import umap
 
+    # A fixed random_state makes UMAP single-threaded; say so instead of letting it warn.
     reducer = umap.UMAP(
-        n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed
+        n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed, n_jobs=1
     )
     return reducer.fit_transform(np.asarray(features, dtype=np.float32))
 

@@ -6,6 +6,7 @@ difference (MD) means the method overestimates.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,14 @@ def pearson(pred: Any, ref: Any, confidence: float = 0.95) -> dict[str, Any]:
             "p": float("nan"),
             "n": n,
         }
-    r, p = st.pearsonr(pred, ref)
+    with warnings.catch_warnings():
+        # numerically constant input (e.g. a model that predicts the mean): r is undefined
+        warnings.simplefilter("error", st.ConstantInputWarning)
+        try:
+            r, p = st.pearsonr(pred, ref)
+        except st.ConstantInputWarning:
+            return {"r": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                    "p": float("nan"), "n": n}  # fmt: skip
     r = float(np.clip(r, -1.0, 1.0))
     if n > 3:
         z, half = (

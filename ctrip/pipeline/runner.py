@@ -158,6 +158,9 @@ def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict
     env = dict(os.environ if base is None else base)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(int(threads))
+    # The runner reports each run's progress; bars inside an executed notebook would only be
+    # frozen snapshots in the book.
+    env["TQDM_DISABLE"] = "1"
     return env
 
 
