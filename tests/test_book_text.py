@@ -61,3 +61,21 @@ def test_no_better_than_the_mean_when_the_r_ci_includes_zero():
     assert "predict no better than the training mean" in said
     assert "no better" not in comparison_sentences(pd.DataFrame(), _table(0.3), yardstick, LABELS,
                                                   CPS, 1.0)  # fmt: skip
+
+
+def test_the_book_shows_the_parameters_that_ran():
+    import nbformat
+
+    from ctrip.pipeline.book import show_parameters_that_ran
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [
+        nbformat.v4.new_code_cell('method = "L_sup"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            '# Parameters\nmethod = "L+E+T"\n', metadata={"tags": ["injected-parameters"]}
+        ),  # fmt: skip
+        nbformat.v4.new_code_cell("print(method)"),
+    ]
+    show_parameters_that_ran(book)
+    assert len(book.cells) == 2
+    assert 'method = "L+E+T"' in book.cells[0].source and "L_sup" not in book.cells[0].source

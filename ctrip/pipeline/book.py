@@ -485,6 +485,19 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, param
     return "\n".join(out) + "\n"
 
 
+def show_parameters_that_ran(book: nbformat.NotebookNode) -> None:
+    """In the book's copy, the parameters cell shows the values the run used: papermill's
+    injected cell replaces the notebook's defaults (which name another profile's paths)."""
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in book.cells]
+    injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+    defaults = next((i for i, t in enumerate(tags) if "parameters" in t), None)
+    if injected is None or defaults is None:
+        return
+    body = book.cells[injected].source.replace("# Parameters\n", "", 1)
+    book.cells[defaults].source = "# Parameters of this run (set by the pipeline)\n" + body
+    del book.cells[injected]
+
+
 def _copy_executed(plan: list[Run], results_dir: Path, executed: Path) -> dict[str, str]:
     """Executed notebooks into `executed/NN_<run>.ipynb`, their title naming the run."""
     order = {}
@@ -501,6 +514,7 @@ def _copy_executed(plan: list[Run], results_dir: Path, executed: Path) -> dict[s
                 if run.name not in title:
                     cell.source = f"{title} (run `{run.name}`)\n{rest}"
                 break
+        show_parameters_that_ran(book)
         name = f"{i + 1:02d}_{run.name}.ipynb"
         _write(executed / name, nbformat.writes(book))
         order[run.name] = f"executed/{name[:-6]}"
