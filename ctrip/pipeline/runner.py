@@ -122,14 +122,13 @@ def notebook_parameters(
     run: Run, notebook: Path, results_dir: Path, plan: list[Run]
 ) -> dict[str, Any]:
     """What papermill injects: the hashed parameters plus the locations of inputs and outputs,
-    relative to the run's folder (the kernel's working directory): `out_dir` is "." (and
-    `results_dir`, for notebooks that name it so), inputs are "../<run>"."""
+    relative to the run's folder (the kernel's working directory): `out_dir` is ".", inputs are
+    "../<run>"."""
     import papermill
 
     here = run_folder(results_dir, run.name)
     declared = set(papermill.inspect_notebook(str(notebook)))
-    locations = {"cohort_path": _relative(cohort_path(results_dir, plan), here), "out_dir": ".",
-                 "results_dir": "."}  # fmt: skip
+    locations = {"cohort_path": _relative(cohort_path(results_dir, plan), here), "out_dir": "."}
     return {
         **run.parameters,
         **_resolve_inputs(run.inputs, results_dir, here),
