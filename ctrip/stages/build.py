@@ -89,7 +89,7 @@ def new_encoder(
 def check_compatible(encoder: Encoder, fresh: Encoder, modality: str, path: Path) -> None:
     """The checkpoint's tokenizer must read this cohort's inputs (sizes, feature counts)."""
     theirs, ours = encoder.tokenizer.spec(), fresh.tokenizer.spec()
-    model_keys = ("dim", "patch_size", "per_lead", "resample_to", "highpass_hz",
+    model_keys = ("dim", "patch_size", "stem", "per_lead", "resample_to", "highpass_hz",
                   "input_mean", "input_std")  # fmt: skip
     keys = [k for k in ours if k not in model_keys]
     diff = {k: (theirs.get(k), ours[k]) for k in keys if theirs.get(k) != ours[k]}
