@@ -148,7 +148,14 @@ def test_plan_has_every_table2_method_and_dependencies_in_order():
     ]
     for i, run in enumerate(plan):
         assert all(names.index(n) < i for n in run.needs), run.name
-    assert dependents(plan, "stage3_L_sup") == {"table2", "fraction_curves", "attention_maps"}
+    assert dependents(plan, "stage3_L_sup") == {
+        "table2",
+        "fraction_curves",
+        "attention_maps",
+        "screening",
+    }
+    assert set(plan[[r.name for r in plan].index("table2")].needs) >= {"reference_baselines",
+                                                                     "data_card"}  # fmt: skip
     assert dependents(plan, "stage1_tabular_Tp") == {
         "stage2_L_E_Tp",
         "stage3_L_E_Tp",

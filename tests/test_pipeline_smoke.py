@@ -60,7 +60,16 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert np.isfinite(numbers.to_numpy()).all()
     assert len(pd.read_csv(results / "table2_cp18.csv").query("fraction == 1.0")) == 8 * 18
     curves = pd.read_csv(results / "pearson_vs_fraction.csv")
-    assert set(curves["fraction"]) == {0.5, 1.0} and curves["method"].nunique() == 8
+    references = {"ref_localizer", "ref_cmr", "ref_ecg", "ref_tabular", "mean"}
+    assert set(curves["fraction"]) == {0.5, 1.0}
+    assert set(curves["method"]) == set(table["method"]) | references  # dashed in Fig. 3
+    assert len(pd.read_csv(results / "yardstick.csv")) == len(references)
+    assert set(pd.read_csv(results / "paired_differences.csv")["method"]) == set(
+        table["method"]
+    ) - {"L_sup"}
+    assert len(pd.read_csv(results / "coverage.csv")) and len(
+        pd.read_csv(results / "screening.csv")
+    )
     for figure in ("fig2a_attention.png", "fig2b_umap.png", "fig3_pearson_vs_fraction.png"):
         assert (results / "figures" / figure).stat().st_size > 10_000, figure
 
