@@ -113,11 +113,15 @@ def ceiling_from_features(
                 ),
             )  # fmt: skip
 
+    def target(rows: np.ndarray) -> np.ndarray:  # 1-D for a single target (sklearn's wish)
+        return y[rows] if y.shape[1] > 1 else y[rows, 0]
+
+    everything = np.ones(len(y), dtype=bool)
     best_error, out = None, None
     for model in candidates():
-        held = model.fit(x_train[~hold], y[~hold]).predict(x_train[hold]).reshape(hold.sum(), -1)
-        error = ((held - y[hold]) ** 2).mean(axis=0)
-        pred = model.fit(x_train, y).predict(x_test).reshape(len(x_test), -1)
+        held = model.fit(x_train[~hold], target(~hold)).predict(x_train[hold])
+        error = ((held.reshape(hold.sum(), -1) - y[hold]) ** 2).mean(axis=0)
+        pred = model.fit(x_train, target(everything)).predict(x_test).reshape(len(x_test), -1)
         if out is None:
             best_error, out = error, pred
         else:
