@@ -84,7 +84,7 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert html == root / "_build" / "smoke" / "_build" / "html"
     assert not (root / "book" / "executed").exists() and not (root / "_build" / "html").exists()
     page = (html / "book" / "results.html").read_text()
-    assert "Fig. 1" in page and "L+E+T (C-TRIP)" in page
+    assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan) - 1
