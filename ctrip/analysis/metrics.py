@@ -177,7 +177,8 @@ def paired_bootstrap(
     }
 
 
-def _test_rows(predictions: pd.DataFrame, split: str | None) -> pd.DataFrame:
+def split_rows(predictions: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """The rows of one split (all rows for None, or when there is no split column)."""
     if split is not None and "split" in predictions.columns:
         predictions = predictions[predictions["split"] == split]
     if len(predictions) == 0:
@@ -192,7 +193,7 @@ def per_cp_table(
     "<CP>_ref" columns (e.g. `Stage3Result.predictions`): unit, n, Bland-Altman (md, sd, LoA
     and their CIs; difference = prediction - reference), Pearson r with CI, MAE. With
     n_boot > 0, also bootstrap CIs of md and r over subjects."""
-    predictions = _test_rows(predictions, split)
+    predictions = split_rows(predictions, split)
     missing = [
         f"{cp}_{s}" for cp in CP_NAMES for s in ("pred", "ref") if f"{cp}_{s}" not in predictions
     ]
@@ -230,7 +231,7 @@ def paired_bootstrap_frames(
 ) -> dict[str, Any]:
     """`paired_bootstrap` of two methods' prediction frames for one CP, matched by subject id.
     Both must hold the same subjects with the same reference values."""
-    a, b = _test_rows(a, split), _test_rows(b, split)
+    a, b = split_rows(a, split), split_rows(b, split)
     if set(a["id"]) != set(b["id"]):
         raise ValueError(
             f"the two methods were evaluated on different subjects ({len(a)} vs {len(b)} ids, "

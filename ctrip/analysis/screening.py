@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from ctrip.analysis.metrics import split_rows
 from ctrip.data.schema import CP_NAMES, CP_UNITS, SEXES
 
 CONFORMAL_METHODS = ("absolute", "signed")
@@ -116,14 +117,6 @@ class ConformalIntervals:
         )
 
 
-def _split_rows(predictions: pd.DataFrame, split: str | None) -> pd.DataFrame:
-    if split is not None and "split" in predictions.columns:
-        predictions = predictions[predictions["split"] == split]
-    if len(predictions) == 0:
-        raise ValueError(f"no predictions for split {split!r}")
-    return predictions
-
-
 def _columns(predictions: pd.DataFrame, cps: Iterable[str], kinds: Sequence[str]) -> None:
     missing = [f"{cp}_{k}" for cp in cps for k in kinds if f"{cp}_{k}" not in predictions]
     if missing:
@@ -143,7 +136,7 @@ def fit_conformal(
         raise ValueError(
             f"unknown conformal method {method!r}; expected one of {CONFORMAL_METHODS}"
         )
-    rows = _split_rows(predictions, split)
+    rows = split_rows(predictions, split)
     _columns(rows, cps, ("pred", "ref"))
     offsets = {}
     for cp in cps:
@@ -213,7 +206,7 @@ def coverage_table(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per fitted CP: nominal level, n, covered, coverage with Wilson CI, mean width."""
-    rows = _split_rows(predictions, split)
+    rows = split_rows(predictions, split)
     _columns(rows, intervals.offsets, ("pred", "ref"))
     out = []
     for cp in intervals.offsets:
@@ -506,7 +499,7 @@ def screening_table(
     bootstrap CIs, and with `with_curve` the ROC points (columns fpr and tpr hold arrays; leave
     them out for a CSV). `subjects` gives id, sex
     and bsa (or height in cm and weight in kg, for Mosteller's BSA)."""
-    rows = _subject_rows(_split_rows(predictions, split), subjects)
+    rows = _subject_rows(split_rows(predictions, split), subjects)
     out = []
     for flag in flags:
         _columns(rows, [flag.cp], ("pred", "ref"))
