@@ -106,6 +106,7 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
         "table2",
         "fraction_curves",
         "attention_maps",
+        "screening",
     }
     notebook = nbformat.read(results / "runs" / "stage3_L_sup" / "stage3_L_sup.ipynb", as_version=4)
     injected = next(
