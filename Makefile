@@ -26,7 +26,7 @@ book: $(STAMP) $(MATHJAX)
 
 # Load every page of the built book in headless Chromium (installed from the distribution's
 # packages when missing): fails on console errors, missing images, broken links, external requests.
-HTML ?= _build/html
+HTML ?= $(if $(filter default,$(PROFILE)),_build/html,_build/$(PROFILE)/_build/html)
 check-book: $(STAMP)
 	$(BIN)/python scripts/check_book_in_browser.py $(HTML)
 
