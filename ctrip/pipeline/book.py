@@ -24,6 +24,7 @@ import yaml
 from ctrip.data.schema import CP_NAMES, CP_UNITS
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
+from ctrip.pipeline.outputs import load_outputs
 from ctrip.pipeline.plan import Run
 
 
@@ -149,7 +150,7 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
             continue
         retrieval = pd.read_csv(folder / "retrieval.csv")
         participation = pd.read_csv(folder / "participation.csv").set_index("modality")
-        temperatures = load_outputs_of(folder).get("temperatures") or {}
+        temperatures = load_outputs(folder).get("temperatures") or {}
         for _, r in retrieval.iterrows():
             temp = next((v for k, v in temperatures.items() if r["gallery"] in k), np.nan)
             rows.append([run.name.removeprefix("stage2_"), f"{r['query']} → {r['gallery']}",
@@ -218,11 +219,6 @@ def screening_markdown(results_dir: Path, labels: dict[str, str]) -> dict[str, s
                                           "sensitivity [95% CI]", "specificity [95% CI]"], rows)
                           + "\n*{download}`Download as CSV </book/executed/tables/screening.csv>`.*\n")  # fmt: skip
     return parts
-
-
-def load_outputs_of(folder: Path) -> dict:
-    path = folder / "outputs.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def key_result_markdown(differences: pd.DataFrame, labels: dict[str, str], method: str,
