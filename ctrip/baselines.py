@@ -33,13 +33,16 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 class ImageCNN(nn.Module):
-    """(B, C, H, W) -> (B, outputs): 4 x [3x3 conv, BN, ReLU, 2x2 max-pool], GAP, linear."""
+    """(B, C, H, W) -> (B, outputs): 4 x [3x3 conv, BN, ReLU, 2x2 max-pool], GAP, linear.
+
+    Widths 16-32-64-64 cost 2.5x less than 32-64-128-128 and lose little: on 3000 simulated
+    subjects (2100 training, 15 epochs) test LVM r 0.927 vs 0.947, RVEDV 0.831 vs 0.848."""
 
     def __init__(
         self,
         in_channels: int = 3,
         outputs: int = len(CP_NAMES),
-        widths: Sequence[int] = (32, 64, 128, 128),
+        widths: Sequence[int] = (16, 32, 64, 64),
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -248,6 +251,61 @@ def tabular_design(table_rows, stats: NormalizationStats) -> np.ndarray:
     return np.concatenate(columns, axis=1)
 
 
+@dataclass
+class BaselineData:
+    """One modality's inputs and z-scored targets for every split, read from the cohort once, so
+    that the fits of every fraction and seed share one read (and one ECG drift filter).
+
+    ECGs have their baseline drift removed (0.67 Hz high-pass, as the ECG encoder's input);
+    images are used as stored; the tabular record is `tabular_design`'s plain matrix.
+    """
+
+    cohort: Cohort
+    modality: str
+    stats: NormalizationStats
+    inputs: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, cohort: Cohort, modality: str, tabular_variant: str = "T") -> BaselineData:
+        if modality != "tabular" and modality not in cohort.modalities:
+            raise ValueError(
+                f"{cohort.path}: no modality {modality!r} (it has {cohort.modalities})"
+            )
+        stats = NormalizationStats.fit(cohort, tabular_variant)
+        table = cohort.table
+        split = table["split"].to_numpy()
+        inputs, targets = {}, {}
+        for name in SPLIT_NAMES:
+            index = np.flatnonzero(split == name)
+            targets[name] = stats.normalize_targets(
+                table[CP_NAMES].to_numpy(np.float64)[index]
+            ).astype(np.float32)
+            if modality == "tabular":
+                inputs[name] = tabular_design(table.iloc[index], stats)
+            else:
+                x = np.asarray(cohort.array(modality)[index], np.float32)
+                if modality == "ecg":
+                    x = remove_baseline_drift(x, cohort.ecg_sampling_rate_hz).astype(np.float32)
+                inputs[name] = x
+        return cls(cohort, modality, stats, inputs, targets)
+
+    def splits(
+        self, fraction: float | None = None, fraction_seed: int = 0
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{split: (inputs, z-scored targets)}, the training split optionally cut to a nested
+        `fraction` (the same subsets as the transformer rows)."""
+        out = {name: (self.inputs[name], self.targets[name]) for name in SPLIT_NAMES}
+        if fraction is not None and float(fraction) != 1.0:
+            table = self.cohort.table
+            train_ids = np.flatnonzero(table["split"].to_numpy() == "train")
+            keep = nested_fractions(table, [fraction], fraction_seed)[float(fraction)]
+            # positions of the kept subjects within the training split's rows
+            within = np.searchsorted(train_ids, np.sort(keep))
+            out["train"] = (self.inputs["train"][within], self.targets["train"][within])
+        return out
+
+
 def baseline_inputs(
     cohort: Cohort,
     modality: str,
@@ -255,33 +313,12 @@ def baseline_inputs(
     fraction_seed: int = 0,
     tabular_variant: str = "T",
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{split: (inputs, z-scored targets)} of one modality, the training split optionally cut to
-    a nested `fraction` (the same subsets as the transformer rows). ECGs have their baseline
-    drift removed (0.67 Hz high-pass, as the ECG encoder's input); images are used as stored."""
-    stats = NormalizationStats.fit(cohort, tabular_variant)
-    table = cohort.table
-    rows = {s: np.flatnonzero(table["split"].to_numpy() == s) for s in SPLIT_NAMES}
-    if fraction is not None and float(fraction) != 1.0:
-        rows["train"] = np.sort(nested_fractions(table, [fraction], fraction_seed)[float(fraction)])
-    out = {}
-    for split, index in rows.items():
-        targets = stats.normalize_targets(table[CP_NAMES].to_numpy(np.float64)[index])
-        if modality == "tabular":
-            x = tabular_design(table.iloc[index], stats)
-        elif modality in cohort.modalities:
-            x = np.asarray(cohort.array(modality)[index], np.float32)
-            if modality == "ecg":
-                x = remove_baseline_drift(x, cohort.ecg_sampling_rate_hz).astype(np.float32)
-        else:
-            raise ValueError(
-                f"{cohort.path}: no modality {modality!r} (it has {cohort.modalities})"
-            )
-        out[split] = (x, targets.astype(np.float32))
-    return out
+    """{split: (inputs, z-scored targets)} of one modality (see `BaselineData`)."""
+    return BaselineData.load(cohort, modality, tabular_variant).splits(fraction, fraction_seed)
 
 
 def run_baseline(
-    cohort: Cohort,
+    data: BaselineData | Cohort,
     modality: str,
     kind: str,
     seed: int = 0,
@@ -289,9 +326,14 @@ def run_baseline(
     epochs: int = 30,
     **train_options,
 ) -> BaselinePredictions:
-    """One reference baseline on one cohort: `kind` is "cnn", "ridge" or "mean"."""
-    data = baseline_inputs(cohort, modality, fraction, fraction_seed=seed)
-    (xt, yt), (xv, yv), (xs, _) = data["train"], data["val"], data["test"]
+    """One reference baseline: `kind` is "cnn", "ridge" or "mean". `data` is the modality's
+    `BaselineData` (read once for many fits) or a cohort to read it from."""
+    if not isinstance(data, BaselineData):
+        data = BaselineData.load(data, modality)
+    elif data.modality != modality:
+        raise ValueError(f"the baseline data hold {data.modality!r}, not {modality!r}")
+    split = data.splits(fraction, fraction_seed=seed)
+    (xt, yt), (xv, yv), (xs, _) = split["train"], split["val"], split["test"]
     if kind == "mean":
         return fit_mean(yt, len(yv), len(xs))
     if kind == "ridge":
@@ -321,7 +363,7 @@ REFERENCE_LABELS = {
 
 
 def baseline_predictions(
-    cohort: Cohort,
+    data: BaselineData | Cohort,
     modality: str,
     kind: str,
     seed: int = 0,
@@ -332,14 +374,15 @@ def baseline_predictions(
     """One reference baseline's validation and test predictions in CP units, in the format of a
     Stage III run (id, split, `<CP>_pred`, `<CP>_ref`), so the same tables and figures read them.
     `kind="mean"` is the constant mean of the (fraction of the) training split."""
-    fit = run_baseline(cohort, modality, kind, seed=seed, fraction=fraction, epochs=epochs,
+    if not isinstance(data, BaselineData):
+        data = BaselineData.load(data, modality)
+    fit = run_baseline(data, modality, kind, seed=seed, fraction=fraction, epochs=epochs,
                        **train_options)  # fmt: skip
-    stats = NormalizationStats.fit(cohort, "T")
-    table = cohort.table
+    table = data.cohort.table
     frames = []
     for split, z in (("val", fit.val), ("test", fit.test)):
         rows = np.flatnonzero(table["split"].to_numpy() == split)
-        pred = stats.denormalize_targets(np.asarray(z, np.float32))
+        pred = data.stats.denormalize_targets(np.asarray(z, np.float32))
         ref = table[CP_NAMES].to_numpy(np.float64)[rows]
         frame = {"id": table["id"].to_numpy()[rows], "split": split}
         for j, cp in enumerate(CP_NAMES):

@@ -116,3 +116,20 @@ def test_baseline_predictions_read_like_a_stage3_run(tmp_path):
     ridge = baseline_predictions(cohort, "tabular", "ridge")
     metrics = per_cp_table(ridge, split="test")
     assert set(metrics["cp"]) == set(CP_NAMES) and np.isfinite(metrics["md"]).all()
+
+
+def test_baseline_data_read_once_cuts_the_same_nested_subjects(tmp_path):
+    """A fraction's training rows are the transformer rows' nested subset, whichever way read."""
+    from ctrip.baselines import BaselineData
+    from ctrip.data.splits import nested_fractions
+
+    cohort = Cohort.open(make_tiny_cohort(tmp_path / "c", n=40))
+    data = BaselineData.load(cohort, "localizer")
+    keep = nested_fractions(cohort.table, [0.5], 3)[0.5]
+    x, y = data.splits(0.5, fraction_seed=3)["train"]
+    assert np.array_equal(x, np.asarray(cohort.array("localizer")[keep], np.float32))
+    assert len(y) == len(keep)
+    with pytest.raises(ValueError, match="not 'ecg'"):
+        run_baseline(data, "ecg", "cnn")
+    with pytest.raises(ValueError, match="no modality 'mri'"):
+        BaselineData.load(cohort, "mri")

@@ -124,7 +124,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "warmup_epochs": 1,
         "min_lr_ratio": 0.01,
         "patience": 6,
-        "augment": True,
+        # no localizer augmentation: crops and zooms change the apparent heart size, which is
+        # what the ECG and the record share with the localizer (bench_localizer_recipe --mode align)
+        "augment": False,
         "projection_dim": 256,
         "projection_hidden": None,
         "temperatures": {"localizer-ecg": 0.1, "localizer-tabular": 0.25, "ecg-tabular": 0.1},
