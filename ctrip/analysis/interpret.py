@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctrip.progress import console_tqdm_auto
+
 
 def attention_rollout(attentions: Sequence[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
     """CLS-to-patch rollout (B, N) from per-block attentions, each (B, heads, 1+N, 1+N).
@@ -59,6 +61,7 @@ def slice_attributions(
     magnitude is smoothed with a 3x3 mean and scaled per subject over all slices together, so
     slices stay comparable with each other.
     """
+    console_tqdm_auto()  # captum imports tqdm.auto
     from captum.attr import IntegratedGradients
 
     predict.eval()

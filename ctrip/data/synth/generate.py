@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ctrip.data.cohort import CohortWriter
 from ctrip.data.ecg import INTERVAL_COLUMNS, measure_intervals_batch
