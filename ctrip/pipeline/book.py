@@ -169,6 +169,54 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
     return _numbers_table(caption, "table-5", header, rows)
 
 
+def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], target_cp: str) -> str:
+    """Fig. 2A in numbers: the share of attribution on the heart per method with its CI, a
+    uniform map's share, and the paired differences read as the CI says; or why it is missing."""
+    if share is None or share.empty:
+        return ("*The share of attribution on the heart cannot be measured: this cohort has no "
+                "heart masks (only a simulated cohort knows where the heart is).*\n")  # fmt: skip
+    rows = {(r["kind"], r["map"]): r for _, r in share.iterrows()}
+    methods = [r for (kind, _), r in rows.items() if kind == "method"]
+    uniform = rows[("uniform", "uniform")]
+    name = lambda m: labels.get(m, m)  # noqa: E731
+    said = "; ".join(
+        f"{name(r['map'])} {_ci(r['share'], r['ci_low'], r['ci_high'], 2)}" for r in methods
+    )
+    text = (f"Share of the absolute Integrated Gradients of the predicted {target_cp} that falls on "
+            f"the heart, mean over {int(uniform['n'])} test subjects [95% CI]: {said}; a uniform "
+            f"map: {_fmt(uniform['share'], 2)} (the heart's share of the pixels).")  # fmt: skip
+
+    def reading(r: pd.Series, more: str, less: str) -> str:
+        if r["ci_low"] <= 0 <= r["ci_high"]:
+            return "no difference"
+        return more if r["ci_low"] > 0 else less
+
+    for (kind, key), r in rows.items():
+        if kind == "difference":
+            method, base = key.split(" - ")
+            word = reading(r, "more on the heart", "less on the heart")
+            text += (f" {name(method)} vs {name(base)}: {_ci(r['share'], r['ci_low'], r['ci_high'], 2)} "
+                     f"({word}).")  # fmt: skip
+    for (kind, key), r in rows.items():
+        if kind == "above uniform":
+            method = key.removesuffix(" - uniform")
+            word = reading(r, "more focal on the heart than a uniform map",
+                           "less on the heart than a uniform map")  # fmt: skip
+            word = "no different from a uniform map" if word == "no difference" else word
+            text += (f" {name(method)} vs a uniform map: "
+                     f"{_ci(r['share'], r['ci_low'], r['ci_high'], 2)} ({word}).")  # fmt: skip
+    return (text + " A CI that contains 0 is no evidence of a difference. "
+            "{download}`Download as CSV </book/executed/tables/heart_share.csv>`.\n")  # fmt: skip
+
+
+def _heart_share_file(results_dir: Path) -> Path | None:
+    """The attention run's heart-share table, None when its cohort had no heart masks."""
+    folder = run_folder(results_dir, "attention_maps")
+    if not (folder / "outputs.json").exists():
+        return None
+    return load_outputs(folder).get("heart_share")
+
+
 def screening_markdown(results_dir: Path, labels: dict[str, str]) -> dict[str, str]:
     """The screening chapter's generated parts: abnormal counts, coverage (Table 7) and screening
     performance (Table 8), from the screening run's tables."""
@@ -541,6 +589,11 @@ def write_includes(
     yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
     _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps))
     _write(includes / "alignment.md", alignment_markdown(plan, results_dir, labels))
+    share_file, share = _heart_share_file(results_dir), None
+    if share_file is not None:
+        share = pd.read_csv(share_file)
+        _write(tables / "heart_share.csv", share_file.read_bytes())
+    _write(includes / "heart_share.md", heart_share_markdown(share, labels, attention["target_cp"]))
     _write(includes / "key_result.md", key_result_markdown(
         differences, labels, settings["figures"]["attention"]["method"], cps, settings["profile"]))  # fmt: skip
     for part, text in screening_markdown(results_dir, labels).items():
