@@ -40,24 +40,32 @@ def test_heart_share_refuses_what_it_cannot_measure():
         heart_share(empty, masks)
 
 
-def test_heart_share_table_reads_focal_and_uniform_maps():
+def test_heart_share_table_reads_focal_and_reference_maps():
     rng = np.random.default_rng(0)
     n = 64
     masks = _mask(n)
+    images = np.where(masks, 1.0, 0.5)  # a bright heart: 16 x 1 of 16 + 48 x 0.5 = 0.4
     focal = rng.uniform(0.7, 0.9, n)  # C-TRIP-like: most mass on a quarter of the pixels
     flat = 0.25 + rng.normal(0, 0.02, n)  # as a uniform map
-    table = heart_share_table({"L_sup": flat, "L+E+T": focal}, masks, "L_sup", n_boot=500, seed=1)
+    shares = {"L_sup": flat, "L+E+T": focal}
+    table = heart_share_table(shares, masks, "L_sup", images=images, n_boot=500, seed=1)
     t = table.set_index("map")
-    assert list(table["kind"]) == ["method", "method", "uniform", "difference", "above uniform",
-                                   "above uniform"]  # fmt: skip
+    assert (
+        list(table["kind"])
+        == ["method"] * 2 + ["reference"] * 2 + ["difference"] + ["above reference"] * 4
+    )
     assert t.loc["uniform", "share"] == pytest.approx(0.25)
+    assert t.loc["brightness", "share"] == pytest.approx(0.4)
     assert t.loc["L+E+T", "share"] == pytest.approx(focal.mean())
     assert t.loc["L+E+T", "ci_low"] < focal.mean() < t.loc["L+E+T", "ci_high"]
     assert t.loc["L+E+T - L_sup", "ci_low"] > 0.4  # clearly more on the heart
     low, high = t.loc["L_sup - uniform", ["ci_low", "ci_high"]]
     assert low < 0 < high  # no different from a uniform map
-    again = heart_share_table({"L_sup": flat, "L+E+T": focal}, masks, "L_sup", n_boot=500, seed=1)
+    assert t.loc["L_sup - brightness", "ci_high"] < 0  # less than the image's brightness
+    again = heart_share_table(shares, masks, "L_sup", images=images, n_boot=500, seed=1)
     assert again.equals(table)  # seeded
+    without = heart_share_table(shares, masks, "L_sup", n_boot=50)
+    assert "brightness" not in set(without["map"]) and len(without) == 2 + 1 + 1 + 2
     with pytest.raises(ValueError, match="baseline"):
         heart_share_table({"L+E+T": focal}, masks, "L_sup")
     with pytest.raises(ValueError, match=r"63,\) shares for 64"):

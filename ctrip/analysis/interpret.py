@@ -8,7 +8,8 @@ a predicted phenotype with respect to each input channel, i.e. each slice.
 
 Where the simulator knows the heart (a simulated cohort's `localizer_heart` mask), the share of
 the absolute attribution that falls on the heart's pixels turns "the model looks at the heart"
-into a number, set against the share of the image the heart covers: what a uniform map scores.
+into a number, set against what reference maps score: a uniform map (the share of the image
+the heart covers) and the image itself (Integrated Gradients scale with the input's brightness).
 """
 
 from __future__ import annotations
@@ -123,22 +124,29 @@ def heart_share_table(
     shares: Mapping[str, np.ndarray],
     masks: np.ndarray,
     baseline: str,
+    images: np.ndarray | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Mean heart share per method with a percentile bootstrap CI over subjects, beside a
-    uniform map's (the heart's share of the pixels), and paired differences.
+    """Mean heart share per method with a percentile bootstrap CI over subjects, beside
+    reference maps, and paired differences.
 
     shares: {method: (B,) per-subject shares of the same subjects}; masks: their (B, ...) heart
-    masks. Rows (`kind`): "method" per method, "uniform" the uniform map, "difference" each
-    method minus `baseline`, and "above uniform" each method minus the uniform map; the
+    masks; images: the same subjects' images, for the brightness reference. References: a
+    uniform map (the heart's share of the pixels) and, with `images`, a map equal to the image
+    ("brightness"): Integrated Gradients from a black baseline scale with the input, so a model
+    whose gradient is the same everywhere scores the share of the image's brightness on the
+    heart, not the uniform map's. Rows (`kind`): "method", "reference", "difference" (each
+    method minus `baseline`) and "above reference" (each method minus each reference); the
     differences resample the same subjects for both sides.
     """
     if baseline not in shares:
         raise ValueError(f"baseline {baseline!r} is not one of the methods {sorted(shares)}")
     masks = np.asarray(masks)
-    uniform = masks.reshape(len(masks), -1).mean(axis=1)
+    references = {"uniform": masks.reshape(len(masks), -1).mean(axis=1)}
+    if images is not None:
+        references["brightness"] = heart_share(images, masks)
     mean = lambda x, _: float(np.mean(x))  # noqa: E731
     rows = []
 
@@ -153,17 +161,19 @@ def heart_share_table(
                      "ci_low": boot["ci_low"], "ci_high": boot["ci_high"]})  # fmt: skip
 
     for name, values in shares.items():
-        if np.shape(values) != uniform.shape:
+        if np.shape(values) != (len(masks),):
             raise ValueError(
-                f"{name}: {np.shape(values)} shares for {len(uniform)} subjects' heart masks"
+                f"{name}: {np.shape(values)} shares for {len(masks)} subjects' heart masks"
             )
         row("method", name, np.asarray(values, dtype=np.float64))
-    row("uniform", "uniform", uniform)
+    for name, values in references.items():
+        row("reference", name, values)
     for name, values in shares.items():
         if name != baseline:
             difference("difference", f"{name} - {baseline}", values, shares[baseline])
-    for name, values in shares.items():
-        difference("above uniform", f"{name} - uniform", values, uniform)
+    for reference, against in references.items():
+        for name, values in shares.items():
+            difference("above reference", f"{name} - {reference}", values, against)
     return pd.DataFrame(rows)
 
 

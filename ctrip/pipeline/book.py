@@ -170,41 +170,36 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
 
 
 def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], target_cp: str) -> str:
-    """Fig. 2A in numbers: the share of attribution on the heart per method with its CI, a
-    uniform map's share, and the paired differences read as the CI says; or why it is missing."""
+    """Fig. 2A in numbers: the share of attribution on the heart per method with its CI, what
+    reference maps score, and the paired differences read as their CIs say; or why it is
+    missing."""
     if share is None or share.empty:
         return ("*The share of attribution on the heart cannot be measured: this cohort has no "
                 "heart masks (only a simulated cohort knows where the heart is).*\n")  # fmt: skip
-    rows = {(r["kind"], r["map"]): r for _, r in share.iterrows()}
-    methods = [r for (kind, _), r in rows.items() if kind == "method"]
-    uniform = rows[("uniform", "uniform")]
-    name = lambda m: labels.get(m, m)  # noqa: E731
-    said = "; ".join(
-        f"{name(r['map'])} {_ci(r['share'], r['ci_low'], r['ci_high'], 2)}" for r in methods
-    )
-    text = (f"Share of the absolute Integrated Gradients of the predicted {target_cp} that falls on "
-            f"the heart, mean over {int(uniform['n'])} test subjects [95% CI]: {said}; a uniform "
-            f"map: {_fmt(uniform['share'], 2)} (the heart's share of the pixels).")  # fmt: skip
+    references = {"uniform": "a uniform map", "brightness": "the image itself"}
+    name = lambda m: labels.get(m, references.get(m, m))  # noqa: E731
+    ci = lambda r: _ci(r["share"], r["ci_low"], r["ci_high"], 2)  # noqa: E731
 
-    def reading(r: pd.Series, more: str, less: str) -> str:
+    def reading(r: pd.Series) -> str:
         if r["ci_low"] <= 0 <= r["ci_high"]:
             return "no difference"
-        return more if r["ci_low"] > 0 else less
+        return "more on the heart" if r["ci_low"] > 0 else "less on the heart"
 
-    for (kind, key), r in rows.items():
-        if kind == "difference":
-            method, base = key.split(" - ")
-            word = reading(r, "more on the heart", "less on the heart")
-            text += (f" {name(method)} vs {name(base)}: {_ci(r['share'], r['ci_low'], r['ci_high'], 2)} "
-                     f"({word}).")  # fmt: skip
-    for (kind, key), r in rows.items():
-        if kind == "above uniform":
-            method = key.removesuffix(" - uniform")
-            word = reading(r, "more focal on the heart than a uniform map",
-                           "less on the heart than a uniform map")  # fmt: skip
-            word = "no different from a uniform map" if word == "no difference" else word
-            text += (f" {name(method)} vs a uniform map: "
-                     f"{_ci(r['share'], r['ci_low'], r['ci_high'], 2)} ({word}).")  # fmt: skip
+    kind = lambda k: share[share["kind"] == k].iterrows()  # noqa: E731
+    methods = "; ".join(f"{name(r['map'])} {ci(r)}" for _, r in kind("method"))
+    refs = "; ".join(f"{name(r['map'])} {_fmt(r['share'], 2)}" for _, r in kind("reference"))
+    text = (f"Share of the absolute Integrated Gradients of the predicted {target_cp} that falls on "
+            f"the heart, mean over {int(share['n'].iloc[0])} test subjects [95% CI]: {methods}. "
+            f"Reference maps: {refs} (a uniform map scores the heart's share of the pixels; "
+            "Integrated Gradients from a black image scale with the input, so a model that "
+            "weighs every pixel alike scores the image's share of brightness on the heart).")  # fmt: skip
+    for _, r in kind("difference"):
+        method, base = r["map"].split(" - ")
+        text += f" {name(method)} vs {name(base)}: {ci(r)} ({reading(r)})."
+    against = [f"{name(r['map'].split(' - ')[0])} vs {name(r['map'].split(' - ')[1])} {ci(r)} "
+               f"({reading(r)})" for _, r in kind("above reference")]  # fmt: skip
+    if against:
+        text += " Against the references: " + "; ".join(against) + "."
     return (text + " A CI that contains 0 is no evidence of a difference. "
             "{download}`Download as CSV </book/executed/tables/heart_share.csv>`.\n")  # fmt: skip
 
