@@ -24,8 +24,8 @@ from ctrip.data.synth.population import MISSING, sample_population, subject_rng
 from ctrip.data.synth.sizes import SynthSizes
 
 # 2: LV-mass QRS force; 3: ECG nuisance, own lead matrix per subject; 4: heart-centred localizer
-# crop, slice-shift sign fixed
-GENERATOR_VERSION = 4
+# crop, slice-shift sign fixed; 5: the heart's mask on the localizer's pixels (same images)
+GENERATOR_VERSION = 5
 BLOCK = 32  # subjects rendered at a time inside a chunk
 NUMERICAL = [
     "age", "height", "weight", "bmi", "bsa", "sbp", "dbp", "heart_rate", "basal_metabolic_rate",
