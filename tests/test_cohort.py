@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ctrip.cli import main as cli_main
-from ctrip.data.cohort import Cohort, CohortError, CohortWriter, sha256_of
+from ctrip.data.cohort import Cohort, CohortError, CohortWriter, sha256_of, write_cohort
 from ctrip.data.manifests import leak_reason, ukbiobank_manifest
 from ctrip.data.schema import CP_NAMES, CP_UKB_FIELDS, CP_UNITS
 from tests.factories import TABULAR_VARIANTS, make_tiny_cohort, tiny_arrays, tiny_table
@@ -304,3 +304,10 @@ def test_a_heart_mask_is_optional_and_checked(tmp_path: Path, tiny_cohort: Path)
     np.save(path / "localizer_heart.npy", changed.astype(np.float32))
     with pytest.raises(CohortError, match="a mask is bool"):
         Cohort.open(path)
+
+    arrays = {**tiny_arrays(40), "localizer_heart": np.ones((40, 3, 16, 16), dtype=bool)}
+    written = write_cohort(
+        tmp_path / "in_memory", tiny_table(40), arrays, source="test",
+        tabular_variants=TABULAR_VARIANTS, ecg_sampling_rate_hz=20.0,
+    )  # fmt: skip
+    assert Cohort.validate(written).mask("localizer_heart").all()

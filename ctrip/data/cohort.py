@@ -409,11 +409,16 @@ def write_cohort(
     overwrite: bool = False,
     **finish_kwargs: Any,
 ) -> Path:
-    """Write in-memory arrays and a table as a cohort (see `CohortWriter.finish` for keywords)."""
+    """Write in-memory arrays (modalities and masks, e.g. `generate_subjects`' arrays) and a
+    table as a cohort (see `CohortWriter.finish` for keywords)."""
     writer = CohortWriter(out_dir, len(table), overwrite=overwrite)
     for name, values in arrays.items():
-        values = np.asarray(values)
-        writer.array(name, values.shape[1:], str(values.dtype))[:] = values
+        if name not in MASKS:
+            values = np.asarray(values)
+            writer.array(name, values.shape[1:], str(values.dtype))[:] = values
+    for name in MASKS:
+        if name in arrays:
+            writer.mask(name)[:] = arrays[name]
     return writer.finish(table, **finish_kwargs)
 
 
