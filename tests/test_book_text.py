@@ -8,6 +8,7 @@ import pandas as pd
 from ctrip.pipeline.book import (
     comparison_sentences,
     differences_markdown,
+    heart_share_markdown,
     key_result_markdown,
     table2_markdown,
 )
@@ -79,3 +80,28 @@ def test_the_book_shows_the_parameters_that_ran():
     show_parameters_that_ran(book)
     assert len(book.cells) == 2
     assert 'method = "L+E+T"' in book.cells[0].source and "L_sup" not in book.cells[0].source
+
+
+def test_the_heart_share_reads_as_its_cis_say():
+    def share(low: float, high: float) -> pd.DataFrame:
+        rows = [("method", "L_sup", 0.30, 0.27, 0.33), ("method", "L+E+T", 0.31, 0.28, 0.34),
+                ("reference", "uniform", 0.22, 0.21, 0.23),
+                ("reference", "brightness", 0.35, 0.33, 0.37),
+                ("difference", "L+E+T - L_sup", 0.01, low, high),
+                ("above reference", "L_sup - uniform", 0.08, 0.05, 0.11),
+                ("above reference", "L+E+T - uniform", 0.09, -0.01, 0.12),
+                ("above reference", "L_sup - brightness", -0.05, -0.08, -0.02)]  # fmt: skip
+        return pd.DataFrame(rows, columns=["kind", "map", "share", "ci_low", "ci_high"]).assign(
+            n=64
+        )
+
+    said = heart_share_markdown(share(-0.02, 0.04), LABELS, "LVM")
+    assert "mean over 64 test subjects" in said and "predicted LVM" in said
+    assert "L_sup 0.30 [0.27, 0.33]; L+E+T (C-TRIP) 0.31 [0.28, 0.34]." in said
+    assert "Reference maps: a uniform map 0.22; the image itself 0.35" in said
+    assert "L+E+T (C-TRIP) vs L_sup: 0.01 [-0.02, 0.04] (no difference)" in said
+    assert "L_sup vs a uniform map 0.08 [0.05, 0.11] (more on the heart)" in said
+    assert "L+E+T (C-TRIP) vs a uniform map 0.09 [-0.01, 0.12] (no difference)" in said
+    assert "L_sup vs the image itself -0.05 [-0.08, -0.02] (less on the heart)" in said
+    assert "(less on the heart)." in heart_share_markdown(share(-0.04, -0.01), LABELS, "LVM")
+    assert "cannot be measured" in heart_share_markdown(None, LABELS, "LVM")

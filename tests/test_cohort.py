@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ctrip.cli import main as cli_main
-from ctrip.data.cohort import Cohort, CohortError, CohortWriter, sha256_of
+from ctrip.data.cohort import Cohort, CohortError, CohortWriter, sha256_of, write_cohort
 from ctrip.data.manifests import leak_reason, ukbiobank_manifest
 from ctrip.data.schema import CP_NAMES, CP_UKB_FIELDS, CP_UNITS
 from tests.factories import TABULAR_VARIANTS, make_tiny_cohort, tiny_arrays, tiny_table
@@ -269,3 +269,45 @@ def test_ukbiobank_field_map_agrees_with_the_schema() -> None:
     for column in manifest["tabular"]["numerical"]:
         assert leak_reason(column) is None
     assert {b["field"] for b in manifest["bulk"].values()} >= {20205, 20207, 20209}
+
+
+def test_a_heart_mask_is_optional_and_checked(tmp_path: Path, tiny_cohort: Path) -> None:
+    plain = Cohort.open(tiny_cohort)  # an imported cohort: no masks
+    assert plain.masks == ()
+    with pytest.raises(CohortError, match="no 'localizer_heart' mask"):
+        plain.mask("localizer_heart")
+
+    writer = CohortWriter(tmp_path / "masked", 40)
+    with pytest.raises(ValueError, match="allocate it first"):
+        writer.mask("localizer_heart")
+    for name, values in tiny_arrays(40).items():
+        writer.array(name, values.shape[1:])[:] = values
+    writer.mask("localizer_heart")[:, :, 4:12, 4:12] = True
+    path = writer.finish(
+        tiny_table(40), source="test", tabular_variants=TABULAR_VARIANTS, ecg_sampling_rate_hz=20.0
+    )
+    cohort = Cohort.validate(path)
+    assert cohort.masks == ("localizer_heart",)
+    mask = cohort.mask("localizer_heart")
+    assert mask.shape == (40, 3, 16, 16) and mask.dtype == bool and mask.mean() == 0.25
+    assert _manifest(path)["masks"]["localizer_heart"]["dtype"] == "bool"
+
+    changed = np.load(path / "localizer_heart.npy")
+    changed[0, 0, 0, 0] = True
+    np.save(path / "localizer_heart.npy", changed)
+    err = _error(path)
+    assert err.field == "sha256" and "localizer_heart.npy" in str(err)
+    np.save(path / "localizer_heart.npy", changed[:, :, :8])  # not the localizer's shape
+    with pytest.raises(CohortError, match="does not match") as caught:
+        Cohort.open(path)
+    assert caught.value.field == "localizer_heart"
+    np.save(path / "localizer_heart.npy", changed.astype(np.float32))
+    with pytest.raises(CohortError, match="a mask is bool"):
+        Cohort.open(path)
+
+    arrays = {**tiny_arrays(40), "localizer_heart": np.ones((40, 3, 16, 16), dtype=bool)}
+    written = write_cohort(
+        tmp_path / "in_memory", tiny_table(40), arrays, source="test",
+        tabular_variants=TABULAR_VARIANTS, ecg_sampling_rate_hz=20.0,
+    )  # fmt: skip
+    assert Cohort.validate(written).mask("localizer_heart").all()

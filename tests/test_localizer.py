@@ -10,7 +10,7 @@ import pytest
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import LOCALIZER_FOV_MM
 from ctrip.data.synth.generate import synthesize_cohort
-from ctrip.data.synth.localizer import FOV_MM, render_localizers
+from ctrip.data.synth.localizer import FOV_MM, render_localizers, render_localizers_and_masks
 from ctrip.data.synth.population import sample_population
 from ctrip.data.synth.sizes import SynthSizes
 from ctrip.io.preprocess import localizer_field_of_view_mm
@@ -90,3 +90,29 @@ def test_cohort_manifest_records_the_field_of_view(tmp_path):
     thorax = dataclasses.replace(sizes, localizer_field="thorax", localizer_fov_mm=None)
     path = synthesize_cohort(tmp_path / "t", 6, 0, thorax, progress=False)
     assert localizer_field_of_view_mm(Cohort.open(path).manifest) == FOV_MM
+
+
+def test_heart_mask_lies_on_the_heart_of_the_image(population):
+    """The mask marks the chambers' cross-sections on the image's own pixels: its area is the
+    chambers' area (overlaps counted once), it sits at the crop's centre, it is a small part of
+    the whole-thorax scout, and the pixels it marks are the heart's, not the body wall's."""
+    size = 64
+    images, masks, latents = render_localizers_and_masks(population, 3, size, "heart")
+    assert masks.shape == images.shape and masks.dtype == bool
+    plain, _ = render_localizers(population, 3, size, "heart")
+    np.testing.assert_array_equal(images, plain)  # the mask changes no image
+    pixel_mm2 = (LOCALIZER_FOV_MM / size) ** 2
+    area = masks.sum(axis=(2, 3)) * pixel_mm2
+    chambers = sum(latents[[f"loc_area_{n}_{s}" for s in range(3)]].to_numpy() for n in CHAMBERS)
+    assert (area <= chambers * 1.05 + 4 * pixel_mm2).all()  # overlaps make the sum larger
+    assert np.corrcoef(area.ravel(), chambers.ravel())[0, 1] > 0.9
+    middle = masks[:, 1]
+    assert middle.any(axis=(1, 2)).all()
+    grid = (np.arange(size) + 0.5) * LOCALIZER_FOV_MM / size - LOCALIZER_FOV_MM / 2
+    centre_x = (middle * grid[None, None, :]).sum(axis=(1, 2)) / middle.sum(axis=(1, 2))
+    assert np.abs(np.median(centre_x)) < 15.0
+    share = masks.mean()
+    _, thorax_masks, _ = render_localizers_and_masks(population, 3, size, "thorax")
+    assert 0.1 < share < 0.6 and thorax_masks.mean() < share / 4
+    # blood is bright: the heart's pixels are brighter than the rest of the crop on average
+    assert images[masks].mean() > images[~masks].mean() + 0.1

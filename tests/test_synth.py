@@ -101,6 +101,7 @@ def test_parallel_cohort_equals_serial(tmp_path):
         "localizer.npy",
         "cmr.npy",
         "ecg.npy",
+        "localizer_heart.npy",
         "subjects.parquet",
         "latents.parquet",
         "manifest.yaml",
@@ -115,6 +116,8 @@ def test_shapes_and_dtypes(profile):
     assert arrays["localizer"].shape == (1, 3, sizes.image_size, sizes.image_size)
     assert arrays["cmr"].shape == (1, 3, sizes.cmr_size, sizes.cmr_size)
     assert arrays["ecg"].shape == (1, 12, sizes.ecg_samples)
+    heart = arrays.pop("localizer_heart")
+    assert heart.shape == arrays["localizer"].shape and heart.dtype == bool
     assert all(a.dtype == np.float32 and np.isfinite(a).all() for a in arrays.values())
     assert 0.0 <= arrays["localizer"].min() and arrays["localizer"].max() <= 1.0
     assert len(table) == len(latents) == 1
@@ -130,6 +133,8 @@ def test_tables_without_signals():
 
 def test_cohort_validates_with_variants_and_latents(cohort):
     assert cohort.modalities == ("localizer", "cmr", "ecg", "tabular")
+    assert cohort.masks == ("localizer_heart",)
+    assert cohort.mask("localizer_heart").shape == cohort.array("localizer").shape
     assert cohort.ecg_sampling_rate_hz == SMOKE.ecg_sampling_rate_hz
     t, tp = cohort.tabular_spec("T"), cohort.tabular_spec("Tp")
     assert not t.leaking and not set(t.columns) & set(CP_NAMES)
@@ -208,15 +213,12 @@ def test_command_writes_cohort(tmp_path):
 
 def test_every_assumption_has_a_row_in_the_data_chapter():
     """Each ASSUMED(key) marker of the simulator is a row of book/data.md's assumptions table;
-    a bare ASSUMED is not allowed. localizer.py is excluded here: it is being rewritten on its
-    own branch and joins this check when it lands."""
+    a bare ASSUMED is not allowed."""
     root = Path(__file__).resolve().parents[1]
     chapter = (root / "book" / "data.md").read_text()
     rows = set(re.findall(r"^\| ([a-z0-9-]+) \|", chapter, flags=re.M))
     keys, bare = set(), []
     for path in sorted((root / "ctrip" / "data" / "synth").glob("*.py")):
-        if path.name == "localizer.py":
-            continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             found = re.findall(r"ASSUMED\(([a-z0-9-]+)\)", line)
             keys.update(found)

@@ -16,9 +16,13 @@ from ctrip.analysis.training import (
     plot_history,
     plot_predicted_vs_reference,
     reconstruction_figure,
+    tabular_reconstruction,
+    tabular_reconstruction_figure,
+    tabular_reconstruction_summary,
 )
+from ctrip.data.dataset import NormalizationStats
 from ctrip.models import Encoder, MaskedAutoencoder
-from ctrip.models.tokenizers import ECGTokenizer, ImageTokenizer
+from ctrip.models.tokenizers import ECGTokenizer, ImageTokenizer, TabularTokenizer
 
 
 def test_hidden_map_covers_exactly_the_masked_patches():
@@ -49,3 +53,58 @@ def test_history_and_scatter_figures():
     frame = pd.DataFrame({"split": "test", "LVM_ref": ref, "LVM_pred": ref + rng.normal(0, 5, 50)})
     fig = plot_predicted_vs_reference(frame, ["LVM"])
     assert "r = 0.8" in fig.axes[0].get_title() or "r = 0.9" in fig.axes[0].get_title()
+
+
+def _tabular_batch():
+    stats = NormalizationStats(
+        tabular_variant="T", numerical=["age", "bmi"], categorical={"sex": ["female", "male"]},
+        tab_mean=[60.0, 27.0], tab_std=[10.0, 4.0], target_mean=[], target_std=[], targets=[],
+    )  # fmt: skip
+    x = {
+        "tab_num": torch.tensor([[0.5, -1.0], [1.0, 0.0], [-2.0, 0.25]]),
+        "tab_num_missing": torch.tensor([[False, False], [False, True], [False, False]]),
+        "tab_cat": torch.tensor([[1], [0], [0]]),
+        "tab_cat_missing": torch.tensor([[False], [False], [True]]),
+    }
+    return stats, x
+
+
+def test_tabular_reconstruction_lists_observed_entries_in_their_units():
+    torch.manual_seed(0)
+    stats, x = _tabular_batch()
+    mae = MaskedAutoencoder(Encoder(TabularTokenizer(2, [2], 16), 1, 2), 8, 1, 2).eval()
+    entries = tabular_reconstruction(mae, x, stats, seed=3)
+    assert len(entries) == 9 - 2  # two missing values have nothing to compare
+    age = entries[entries["feature"] == "age"].set_index("subject")
+    assert age["true"].tolist() == [65.0, 70.0, 40.0]  # z * SD + mean
+    np.testing.assert_allclose(age["reconstructed"].astype(float), age["reconstructed_z"] * 10 + 60)
+    sex = entries[entries["feature"] == "sex"].set_index("subject")
+    assert sex["true"].tolist() == ["male", "female"]
+    assert set(sex["reconstructed"]) <= {"female", "male"}
+    _, _, mask = mae(x, generator=torch.Generator().manual_seed(3))  # the same tokens hidden
+    tokens = {"age": 0, "bmi": 1, "sex": 2}
+    for _, e in entries.iterrows():
+        assert e["hidden"] == bool(mask[e["subject"], tokens[e["feature"]]])
+    assert entries["hidden"].any() and not entries["hidden"].all()
+
+
+def test_tabular_summary_and_figure_from_hand_made_entries():
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 1, 40)
+    rows = [{"subject": i, "feature": "age", "kind": "numerical", "hidden": True,
+             "true": 60 + 10 * t, "reconstructed": 60 + 10 * t, "true_z": t, "reconstructed_z": t}
+            for i, t in enumerate(true)]  # fmt: skip
+    rows += [{"subject": i, "feature": "age", "kind": "numerical", "hidden": False, "true": 0.0,
+              "reconstructed": 99.0, "true_z": 0.0, "reconstructed_z": 9.9} for i in range(5)]  # fmt: skip
+    levels = ["male"] * 3 + ["female"]
+    rows += [{"subject": i, "feature": "sex", "kind": "categorical", "hidden": True, "true": level,
+              "reconstructed": "female", "true_z": np.nan, "reconstructed_z": np.nan}
+             for i, level in enumerate(levels)]  # fmt: skip
+    entries = pd.DataFrame(rows)
+    summary = tabular_reconstruction_summary(entries).set_index("feature")
+    assert summary.loc["age", "n_hidden"] == 40  # visible entries do not count
+    assert summary.loc["age", "r"] == 1.0 and summary.loc["age", "rmse_sd"] == 0.0
+    assert summary.loc["sex", "accuracy"] == 0.25 and summary.loc["sex", "majority_share"] == 0.75
+    fig = tabular_reconstruction_figure(entries, columns=3)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "age, r = 1.00" in titles and "categorical: accuracy" in titles

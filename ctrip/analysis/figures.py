@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ctrip.data.schema import CP_UNITS
+from ctrip.progress import console_tqdm_auto
 
 MODALITY_COLORS = {
     "localizer": "tab:blue",
@@ -128,6 +129,7 @@ def umap_embedding(
     seed: int = 0,
 ) -> np.ndarray:
     """2-D UMAP of (n, d) features (umap imported here: it costs seconds)."""
+    console_tqdm_auto()  # umap imports tqdm.auto
     import umap
 
     # A fixed random_state makes UMAP single-threaded; say so instead of letting it warn.

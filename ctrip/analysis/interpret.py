@@ -5,16 +5,25 @@ averaged over heads and mixed with the identity for the residual path, and reads
 how much each patch feeds the CLS feature. A patch token holds all three localizer slices, so
 rollout gives one map per image; the per-slice view comes from Integrated Gradients (captum) of
 a predicted phenotype with respect to each input channel, i.e. each slice.
+
+Where the simulator knows the heart (a simulated cohort's `localizer_heart` mask), the share of
+the absolute attribution that falls on the heart's pixels turns "the model looks at the heart"
+into a number, set against what reference maps score: a uniform map (the share of the image
+the heart covers) and the image itself (Integrated Gradients scale with the input's brightness).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ctrip.analysis.metrics import bootstrap_ci, paired_bootstrap
+from ctrip.progress import console_tqdm_auto
 
 
 def attention_rollout(attentions: Sequence[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
@@ -50,27 +59,122 @@ def rollout_maps(encoder: nn.Module, images: torch.Tensor, residual: float = 0.5
     return _unit_range(maps.cpu().numpy())
 
 
-def slice_attributions(
-    predict: nn.Module, images: torch.Tensor, target: int, n_steps: int = 32
+def integrated_gradients(
+    predict: nn.Module, images: torch.Tensor, target: int, n_steps: int = 32, batch: int = 256
 ) -> np.ndarray:
-    """Integrated Gradients of output `target` w.r.t. each input slice: (B, C, H, W) in [0, 1].
+    """Integrated Gradients (captum) of output `target` w.r.t. the images: (B, C, H, W), signed.
 
-    `predict` maps (B, C, H, W) images to (B, outputs); the baseline is a black image. The
-    magnitude is smoothed with a 3x3 mean and scaled per subject over all slices together, so
-    slices stay comparable with each other.
+    `predict` maps (B, C, H, W) images to (B, outputs); the baseline is a black image. At most
+    `batch` interpolated images go through the model at once.
     """
+    console_tqdm_auto()  # captum imports tqdm.auto
     from captum.attr import IntegratedGradients
 
     predict.eval()
     images = images.detach().clone().requires_grad_(True)
     attributions = IntegratedGradients(predict).attribute(
-        images, baselines=torch.zeros_like(images), target=target, n_steps=n_steps
+        images,
+        baselines=torch.zeros_like(images),
+        target=target,
+        n_steps=n_steps,
+        internal_batch_size=batch,
     )
-    magnitude = F.avg_pool2d(attributions.abs().detach(), 3, stride=1, padding=1)
+    return attributions.detach().cpu().numpy()
+
+
+def slice_attributions(
+    predict: nn.Module, images: torch.Tensor, target: int, n_steps: int = 32
+) -> np.ndarray:
+    """Integrated Gradients of output `target` w.r.t. each input slice: (B, C, H, W) in [0, 1].
+
+    The magnitude of `integrated_gradients` is smoothed with a 3x3 mean and scaled per subject
+    over all slices together, so slices stay comparable with each other.
+    """
+    attributions = torch.from_numpy(integrated_gradients(predict, images, target, n_steps))
+    magnitude = F.avg_pool2d(attributions.abs(), 3, stride=1, padding=1)
     flat = magnitude.flatten(1)
     low, high = flat.min(dim=1).values, flat.max(dim=1).values
     scaled = (flat - low[:, None]) / (high - low).clamp_min(1e-12)[:, None]
-    return scaled.reshape(magnitude.shape).cpu().numpy()
+    return scaled.reshape(magnitude.shape).numpy()
+
+
+def heart_share(attributions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per subject, the share of the absolute attribution on the heart's pixels: (B,) in [0, 1].
+
+    attributions: (B, ...) raw (signed or not) attributions, e.g. from `integrated_gradients`;
+    masks: bool of the same shape, True on the heart. A uniform map scores the heart's share of
+    the pixels, `masks.mean()` per subject.
+    """
+    attributions, masks = np.asarray(attributions), np.asarray(masks)
+    if attributions.shape != masks.shape:
+        raise ValueError(
+            f"attributions {attributions.shape} and heart masks {masks.shape} differ in shape"
+        )
+    if masks.dtype != np.bool_:
+        raise ValueError(f"heart masks must be bool, got {masks.dtype}")
+    magnitude = np.abs(attributions.astype(np.float64)).reshape(len(attributions), -1)
+    total = magnitude.sum(axis=1)
+    if not (np.isfinite(total).all() and (total > 0).all()):
+        row = int(np.flatnonzero(~(np.isfinite(total) & (total > 0)))[0])
+        raise ValueError(f"subject {row}: its attribution map is all zero or not finite")
+    return (magnitude * masks.reshape(len(masks), -1)).sum(axis=1) / total
+
+
+def heart_share_table(
+    shares: Mapping[str, np.ndarray],
+    masks: np.ndarray,
+    baseline: str,
+    images: np.ndarray | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Mean heart share per method with a percentile bootstrap CI over subjects, beside
+    reference maps, and paired differences.
+
+    shares: {method: (B,) per-subject shares of the same subjects}; masks: their (B, ...) heart
+    masks; images: the same subjects' images, for the brightness reference. References: a
+    uniform map (the heart's share of the pixels) and, with `images`, a map equal to the image
+    ("brightness"): Integrated Gradients from a black baseline scale with the input, so a model
+    whose gradient is the same everywhere scores the share of the image's brightness on the
+    heart, not the uniform map's. Rows (`kind`): "method", "reference", "difference" (each
+    method minus `baseline`) and "above reference" (each method minus each reference); the
+    differences resample the same subjects for both sides.
+    """
+    if baseline not in shares:
+        raise ValueError(f"baseline {baseline!r} is not one of the methods {sorted(shares)}")
+    masks = np.asarray(masks)
+    references = {"uniform": masks.reshape(len(masks), -1).mean(axis=1)}
+    if images is not None:
+        references["brightness"] = heart_share(images, masks)
+    mean = lambda x, _: float(np.mean(x))  # noqa: E731
+    rows = []
+
+    def row(kind: str, name: str, values: np.ndarray) -> None:
+        boot = bootstrap_ci(values, values, mean, n_boot, seed, confidence)
+        rows.append({"kind": kind, "map": name, "n": boot["n"], "share": boot["estimate"],
+                     "ci_low": boot["ci_low"], "ci_high": boot["ci_high"]})  # fmt: skip
+
+    def difference(kind: str, name: str, a: np.ndarray, b: np.ndarray) -> None:
+        boot = paired_bootstrap(a, b, a, mean, n_boot, seed, confidence)
+        rows.append({"kind": kind, "map": name, "n": boot["n"], "share": boot["difference"],
+                     "ci_low": boot["ci_low"], "ci_high": boot["ci_high"]})  # fmt: skip
+
+    for name, values in shares.items():
+        if np.shape(values) != (len(masks),):
+            raise ValueError(
+                f"{name}: {np.shape(values)} shares for {len(masks)} subjects' heart masks"
+            )
+        row("method", name, np.asarray(values, dtype=np.float64))
+    for name, values in references.items():
+        row("reference", name, values)
+    for name, values in shares.items():
+        if name != baseline:
+            difference("difference", f"{name} - {baseline}", values, shares[baseline])
+    for reference, against in references.items():
+        for name, values in shares.items():
+            difference("above reference", f"{name} - {reference}", values, against)
+    return pd.DataFrame(rows)
 
 
 def _unit_range(maps: np.ndarray) -> np.ndarray:

@@ -108,3 +108,107 @@ def plot_predicted_vs_reference(
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def tabular_reconstruction(
+    mae, x: Mapping[str, torch.Tensor], stats, seed: int = 0
+) -> pd.DataFrame:
+    """Every observed entry of a tabular batch beside its reconstruction, one row per entry.
+
+    x: the dataset's tabular tensors ("tab_num", "tab_num_missing", "tab_cat",
+    "tab_cat_missing") of B subjects; stats: the run's `NormalizationStats`, to give numbers in
+    their units and levels by name. Columns: subject (row in the batch), feature, kind
+    ("numerical" | "categorical"), hidden (masked from the encoder), true, reconstructed, and
+    for numerical features both in training-split SD units (true_z, reconstructed_z).
+    Missing values have nothing to compare and are left out.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    _, pred, mask = mae(dict(x), generator=generator)
+    hidden = mask.bool().numpy()
+    n_num = len(stats.numerical)
+    rows = []
+    mean, std = np.asarray(stats.tab_mean), np.asarray(stats.tab_std)
+    num_true, num_pred = x["tab_num"].numpy(), pred["num"].numpy()
+    for j, feature in enumerate(stats.numerical):
+        for i in np.flatnonzero(~x["tab_num_missing"][:, j].numpy()):
+            rows.append({"subject": int(i), "feature": feature, "kind": "numerical",
+                         "hidden": bool(hidden[i, j]),
+                         "true": float(num_true[i, j] * std[j] + mean[j]),
+                         "reconstructed": float(num_pred[i, j] * std[j] + mean[j]),
+                         "true_z": float(num_true[i, j]), "reconstructed_z": float(num_pred[i, j])})  # fmt: skip
+    for j, (feature, levels) in enumerate(stats.categorical.items()):
+        guess = pred["cat"][j].argmax(dim=1).numpy()
+        for i in np.flatnonzero(~x["tab_cat_missing"][:, j].numpy()):
+            rows.append({"subject": int(i), "feature": feature, "kind": "categorical",
+                         "hidden": bool(hidden[i, n_num + j]),
+                         "true": levels[int(x["tab_cat"][i, j])], "reconstructed": levels[guess[i]],
+                         "true_z": np.nan, "reconstructed_z": np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def tabular_reconstruction_summary(entries: pd.DataFrame) -> pd.DataFrame:
+    """Per feature, how well the hidden entries were reconstructed, beside a trivial guess.
+
+    Numerical: Pearson r and the RMSE in training-split SD units (predicting the training
+    mean scores an RMSE of about 1). Categorical: accuracy, beside the share of the most
+    frequent level among those entries (what always guessing that level scores).
+    """
+    rows = []
+    for (feature, kind), part in entries[entries["hidden"]].groupby(
+        ["feature", "kind"], sort=False
+    ):
+        row = {"feature": feature, "kind": kind, "n_hidden": len(part)}
+        if kind == "numerical":
+            true, rec = part["true_z"].to_numpy(float), part["reconstructed_z"].to_numpy(float)
+            varied = len(part) > 2 and true.std() > 0 and rec.std() > 0
+            row.update(r=float(np.corrcoef(true, rec)[0, 1]) if varied else np.nan,
+                       rmse_sd=float(np.sqrt(np.mean((rec - true) ** 2))))  # fmt: skip
+        else:
+            row.update(accuracy=float((part["true"] == part["reconstructed"]).mean()),
+                       majority_share=float(part["true"].value_counts(normalize=True).iloc[0]))  # fmt: skip
+        rows.append(row)
+    columns = ["feature", "kind", "n_hidden", "r", "rmse_sd", "accuracy", "majority_share"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def tabular_reconstruction_figure(entries: pd.DataFrame, columns: int = 5) -> Figure:
+    """Reconstructed against true value of the hidden entries, one panel per numerical feature
+    (in its units, identity line), and the accuracy per categorical feature beside always
+    guessing its most frequent level."""
+    hidden = entries[entries["hidden"]]
+    numerical = list(dict.fromkeys(hidden.loc[hidden["kind"] == "numerical", "feature"]))
+    summary = tabular_reconstruction_summary(entries).set_index("feature")
+    categorical = summary[summary["kind"] == "categorical"]
+    panels = len(numerical) + (1 if len(categorical) else 0)
+    if panels == 0:
+        raise ValueError("no hidden, observed tabular entries to show")
+    n_rows = -(-panels // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(2.5 * columns, 2.4 * n_rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax, feature in zip(flat, numerical):
+        part = hidden[hidden["feature"] == feature]
+        true, rec = part["true"].to_numpy(float), part["reconstructed"].to_numpy(float)
+        ax.scatter(true, rec, s=5, alpha=0.5)
+        lo, hi = min(true.min(), rec.min()), max(true.max(), rec.max())
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.7)
+        ax.set_title(f"{feature}, r = {summary.loc[feature, 'r']:.2f}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    if len(categorical):
+        ax = flat[len(numerical)]
+        y = np.arange(len(categorical))
+        ax.barh(y + 0.2, categorical["accuracy"], height=0.4, label="reconstruction")
+        ax.barh(y - 0.2, categorical["majority_share"], height=0.4, color="0.7",
+                label="most frequent level")  # fmt: skip
+        ax.set_yticks(y, categorical.index, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title("categorical: accuracy", fontsize=8)
+        ax.set_xlabel("share of hidden entries right", fontsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in flat[panels:]:
+        ax.set_axis_off()
+    fig.supxlabel("true value (hidden entries)", fontsize=9)
+    fig.supylabel("reconstructed", fontsize=9)
+    fig.tight_layout()
+    return fig

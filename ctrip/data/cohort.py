@@ -5,7 +5,9 @@ A cohort folder holds
   every file its shape, dtype and sha256;
 - `subjects.parquet`: one row per subject (id, split, tabular features, the 18 CPs);
 - `localizer.npy` (N, 3, H, W), `cmr.npy` (N, 3, H, W), `ecg.npy` (N, 12, T) in millivolts,
-  row-aligned with the table and opened with `np.load(mmap_mode="r")`, never read whole.
+  row-aligned with the table and opened with `np.load(mmap_mode="r")`, never read whole;
+- optionally `localizer_heart.npy` (N, 3, H, W) bool: the heart's mask on the localizer's
+  pixels (a simulated cohort has it; an imported one has no masks).
 
 The table is Parquet rather than CSV: it keeps column types (a subject id such as "0001" stays
 a string, categories stay categories, float64 round-trips exactly), needs no parsing rules for
@@ -48,6 +50,7 @@ from ctrip.data.schema import (
     CP_NAMES,
     IMAGE_MODALITIES,
     LEADS,
+    MASKS,
     SEXES,
     SPLITS,
 )
@@ -139,6 +142,7 @@ class CohortWriter:
             self.partial.mkdir(parents=True)
         self.n_subjects = int(n_subjects)
         self._arrays: dict[str, np.memmap] = {}
+        self._masks: dict[str, np.memmap] = {}
 
     def array(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> np.memmap:
         """A writable (n_subjects, *shape) memory map for modality `name`.
@@ -159,6 +163,23 @@ class CohortWriter:
             )
             _allocate(file)
         return self._arrays[name]
+
+    def mask(self, name: str) -> np.memmap:
+        """A writable bool memory map for mask `name` (see `schema.MASKS`), shaped as the image
+        array it lies on, which must be allocated first."""
+        if name not in MASKS:
+            raise ValueError(f"unknown mask {name!r}; expected one of {sorted(MASKS)}")
+        image = self._arrays.get(MASKS[name])
+        if image is None:
+            raise ValueError(f"mask {name!r} lies on the {MASKS[name]} array: allocate it first")
+        file = self.partial / f"{name}.npy"
+        check_free_space(self.partial, int(np.prod(image.shape)) + _FREE_SPACE_MARGIN)
+        with write_errors(file):
+            self._masks[name] = np.lib.format.open_memmap(
+                file, mode="w+", dtype=bool, shape=image.shape
+            )
+            _allocate(file)
+        return self._masks[name]
 
     def finish(
         self,
@@ -227,7 +248,12 @@ class CohortWriter:
                 "dtype": str(memmap.dtype),
             }
         self._arrays.clear()
-        for entry in arrays.values():
+        masks = {}
+        for name, memmap in self._masks.items():
+            memmap.flush()
+            masks[name] = {"file": f"{name}.npy", "shape": list(memmap.shape), "dtype": "bool"}
+        self._masks.clear()
+        for entry in [*arrays.values(), *masks.values()]:
             entry["sha256"] = sha256_of(self.partial / entry["file"])
         extra_entries = {}
         for name, frame in (extras or {}).items():
@@ -248,6 +274,8 @@ class CohortWriter:
             "arrays": arrays,
             "tabular_variants": tabular_variants,
         }
+        if masks:
+            manifest["masks"] = masks
         if recipe is not None:
             manifest["recipe"] = recipe
         if provenance is not None:
@@ -381,11 +409,16 @@ def write_cohort(
     overwrite: bool = False,
     **finish_kwargs: Any,
 ) -> Path:
-    """Write in-memory arrays and a table as a cohort (see `CohortWriter.finish` for keywords)."""
+    """Write in-memory arrays (modalities and masks, e.g. `generate_subjects`' arrays) and a
+    table as a cohort (see `CohortWriter.finish` for keywords)."""
     writer = CohortWriter(out_dir, len(table), overwrite=overwrite)
     for name, values in arrays.items():
-        values = np.asarray(values)
-        writer.array(name, values.shape[1:], str(values.dtype))[:] = values
+        if name not in MASKS:
+            values = np.asarray(values)
+            writer.array(name, values.shape[1:], str(values.dtype))[:] = values
+    for name in MASKS:
+        if name in arrays:
+            writer.mask(name)[:] = arrays[name]
     return writer.finish(table, **finish_kwargs)
 
 
@@ -397,6 +430,7 @@ class Cohort:
     manifest: dict[str, Any]
     table: pd.DataFrame
     _arrays: dict[str, np.memmap] = field(default_factory=dict, repr=False)
+    _masks: dict[str, np.memmap] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -430,6 +464,8 @@ class Cohort:
         _validate_table(table, manifest, table_file)
         for name, entry in manifest.get("arrays", {}).items():
             cohort._arrays[name] = _open_array(path, name, entry, table)
+        for name, entry in manifest.get("masks", {}).items():
+            cohort._masks[name] = _open_mask(path, name, entry, cohort._arrays)
         for name, entry in manifest.get("extras", {}).items():
             extra_file = _member_file(path, entry, f"extras.{name}", f"the extra table {name!r}")
             if verify_checksums:
@@ -501,6 +537,9 @@ class Cohort:
             if verify_checksums:
                 _check_sha(array_file, entry.get("sha256"))
             self.warnings += _scan_array(array_file, name, values, self.table)
+        if verify_checksums:
+            for entry in self.manifest.get("masks", {}).values():
+                _check_sha(self.path / entry["file"], entry.get("sha256"))
 
     @property
     def n(self) -> int:
@@ -526,6 +565,21 @@ class Cohort:
                 file=self.path / MANIFEST,
             )
         return self._arrays[name]
+
+    @property
+    def masks(self) -> tuple[str, ...]:
+        """The masks this cohort holds (see `schema.MASKS`); an imported cohort has none."""
+        return tuple(self._masks)
+
+    def mask(self, name: str) -> np.memmap:
+        """Mask `name`, bool, shaped as the image array it lies on (read-only memory map)."""
+        if name not in self._masks:
+            raise CohortError(
+                f"this cohort has no {name!r} mask (it has {sorted(self._masks) or 'none'}; "
+                "only a simulated cohort knows where the heart is)",
+                file=self.path / MANIFEST,
+            )
+        return self._masks[name]
 
     def array_path(self, name: str) -> Path:
         self.array(name)
@@ -639,7 +693,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             field="n_subjects",
         )
     _expect_entry(manifest["table"], manifest_file, "table")
-    for section in ("arrays", "extras", "tabular_variants"):
+    for section in ("arrays", "masks", "extras", "tabular_variants"):
         if not isinstance(manifest.get(section, {}), dict):
             raise CohortError("is not a mapping", file=manifest_file, field=section)
     for name, entry in manifest.get("arrays", {}).items():
@@ -661,6 +715,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
                 file=manifest_file,
                 field=f"arrays.{name}.dtype",
             )
+    for name, entry in manifest.get("masks", {}).items():
+        _expect_entry(entry, manifest_file, f"masks.{name}")
     for name, entry in manifest.get("extras", {}).items():
         _expect_entry(entry, manifest_file, f"extras.{name}")
     for name, entry in manifest.get("tabular_variants", {}).items():
@@ -840,6 +896,45 @@ def _open_array(path: Path, name: str, entry: dict[str, Any], table: pd.DataFram
         expected = "(N, 3, H, W)" if ARRAY_NDIM[name] == 4 else "(N, 12, T)"
         raise CohortError(
             f"shape {list(values.shape)} is not {expected}", file=array_file, field=name
+        )
+    return values
+
+
+def _open_mask(
+    path: Path, name: str, entry: dict[str, Any], arrays: dict[str, np.memmap]
+) -> np.memmap:
+    """A mask's memory map: bool, shaped as its manifest entry and as the image it lies on."""
+    manifest_file = path / MANIFEST
+    if name not in MASKS:
+        raise CohortError(
+            f"unknown mask {name!r} (expected one of {sorted(MASKS)})",
+            file=manifest_file,
+            field=f"masks.{name}",
+        )
+    mask_file = _member_file(path, entry, f"masks.{name}", f"the {name} mask file")
+    try:
+        values = np.load(mask_file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CohortError(f"not a readable .npy array ({err})", file=mask_file, field=name) from err
+    if values.dtype != np.bool_ or entry.get("dtype") != "bool":
+        raise CohortError(
+            f"dtype {values.dtype} (manifest {entry.get('dtype')!r}): a mask is bool",
+            file=mask_file,
+            field=name,
+        )
+    image = arrays.get(MASKS[name])
+    if image is None:
+        raise CohortError(
+            f"the mask lies on the {MASKS[name]} array, which the cohort does not have",
+            file=mask_file,
+            field=name,
+        )
+    if list(values.shape) != list(entry.get("shape", [])) or values.shape != image.shape:
+        raise CohortError(
+            f"shape {list(values.shape)} does not match the manifest's {entry.get('shape')} "
+            f"and the {MASKS[name]} array's {list(image.shape)}",
+            file=mask_file,
+            field=name,
         )
     return values
 

@@ -33,6 +33,10 @@ MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg", "tabular")
 # imported cohorts share it, so a model trained on one reads the other's localizers.
 LOCALIZER_FOV_MM: float = 140.0
 
+# Optional per-subject masks, each on the pixels of one image array: name -> that array. A
+# simulated cohort has the heart's mask on every localizer slice; an imported cohort has none.
+MASKS: dict[str, str] = {"localizer_heart": "localizer"}
+
 # Per-subject array shape after the subject axis: images (3, H, W), ECG (12, T).
 ARRAY_CHANNELS: dict[str, int] = {"localizer": 3, "cmr": 3, "ecg": len(LEADS)}
 ARRAY_NDIM: dict[str, int] = {"localizer": 4, "cmr": 4, "ecg": 3}

@@ -97,6 +97,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "sweep.seeds.*": (0.0, math.inf, True), "seed": (0.0, math.inf, True),
     "table2.fraction": (0.0, 1.0, False), "table2.n_bootstrap": (0.0, math.inf, True),
     "figures.attention.n_subjects": _POSITIVE, "figures.attention.ig_steps": _POSITIVE,
+    "figures.attention.n_measure": _POSITIVE, "figures.attention.n_bootstrap": _POSITIVE,
     "figures.umap.n_neighbors": (2.0, math.inf, True), "figures.umap.min_dist": (0.0, 1.0, True),
 }  # fmt: skip
 # Leaves whose default is null or that hold either type.

@@ -12,20 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ctrip.data.cohort import CohortWriter
 from ctrip.data.ecg import INTERVAL_COLUMNS, measure_intervals_batch
 from ctrip.data.schema import CP_NAMES
 from ctrip.data.synth.cine import render_cine
 from ctrip.data.synth.ecg_model import ecg_latents, simulate_ecg
-from ctrip.data.synth.localizer import render_localizers
+from ctrip.data.synth.localizer import render_localizers_and_masks
 from ctrip.data.synth.population import MISSING, sample_population, subject_rng
 from ctrip.data.synth.sizes import SynthSizes
 
 # 2: LV-mass QRS force; 3: ECG nuisance, own lead matrix per subject; 4: heart-centred localizer
-# crop, slice-shift sign fixed
-GENERATOR_VERSION = 4
+# crop, slice-shift sign fixed; 5: the heart's mask on the localizer's pixels (same images)
+GENERATOR_VERSION = 5
 BLOCK = 32  # subjects rendered at a time inside a chunk
 NUMERICAL = [
     "age", "height", "weight", "bmi", "bsa", "sbp", "dbp", "heart_rate", "basal_metabolic_rate",
@@ -60,14 +60,27 @@ def subject_ids(indices: np.ndarray) -> list[str]:
 
 
 def modality_renderers(seed: int, sizes: SynthSizes) -> dict:
-    """{modality: render(population rows) -> (array, latents)} of one cohort recipe."""
-    return {
-        "localizer": lambda part: render_localizers(
+    """{modality: render(population rows) -> ({array name: array}, latents)} of one cohort
+    recipe; the localizer's renderer also gives the heart's mask ("localizer_heart")."""
+
+    def localizer(part: pd.DataFrame) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+        images, masks, latents = render_localizers_and_masks(
             part, seed, sizes.image_size, sizes.localizer_field, sizes.localizer_fov_mm
+        )
+        return {"localizer": images, "localizer_heart": masks}, latents
+
+    return {
+        "localizer": localizer,
+        "cmr": lambda part: _named("cmr", render_cine(part, seed, sizes.cmr_size)),
+        "ecg": lambda part: _named(
+            "ecg", simulate_ecg(part, seed, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds)
         ),
-        "cmr": lambda part: render_cine(part, seed, sizes.cmr_size),
-        "ecg": lambda part: simulate_ecg(part, seed, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds),
     }
+
+
+def _named(name: str, rendered: tuple) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    array, latents = rendered
+    return {name: array}, latents
 
 
 def generate_subjects(
@@ -78,7 +91,9 @@ def generate_subjects(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.DataFrame]:
     """Table rows, arrays and latents of the subjects `indices` (vectorized over them).
 
-    Without "ecg" in `modalities` the ECG-measured table columns are NaN.
+    The arrays are the modalities' and, with the localizer, the heart's masks on its pixels
+    ("localizer_heart", bool). Without "ecg" in `modalities` the ECG-measured table columns
+    are NaN.
     """
     indices = np.asarray(indices, dtype=np.int64)
     pop = sample_population(seed, indices)
@@ -89,7 +104,8 @@ def generate_subjects(
             # Blocks of BLOCK subjects keep the per-pixel and per-sample work in the CPU cache;
             # each subject's values do not depend on its block (chunked equals serial).
             parts = [render(pop.iloc[a : a + BLOCK]) for a in range(0, len(pop), BLOCK)]
-            arrays[name] = np.concatenate([array for array, _ in parts])
+            for key in parts[0][0]:
+                arrays[key] = np.concatenate([rendered[key] for rendered, _ in parts])
             latent_parts.append(pd.concat([lat for _, lat in parts], ignore_index=True))
     if "ecg" in modalities:
         intervals = measure_intervals_batch(arrays["ecg"], sizes.ecg_sampling_rate_hz)
@@ -164,6 +180,7 @@ def synthesize_cohort(
         "localizer": writer.array("localizer", (3, sizes.image_size, sizes.image_size)),
         "cmr": writer.array("cmr", (3, sizes.cmr_size, sizes.cmr_size)),
         "ecg": writer.array("ecg", (12, sizes.ecg_samples)),
+        "localizer_heart": writer.mask("localizer_heart"),
     }
     jobs = [
         (seed, start, min(start + chunk_size, n_subjects), sizes, modalities)

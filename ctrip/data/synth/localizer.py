@@ -12,6 +12,11 @@ Two fields of view (`field`):
   segmentation would place it (centring error `CENTRING_ERROR_MM` per axis). The pixel size is
   fixed (fov_mm / size), so the apparent heart size stays a measure of the real one.
 - "thorax": the whole 360 mm scout, centred on the scanner's isocentre.
+
+With every stack comes the heart's mask on the same pixels (`render_localizers_and_masks`):
+the pixels at least half covered by a chamber or the LV myocardium on each slice, before blur
+and noise. It is what the simulator knows and a reader of the image does not, e.g. to measure
+how much of an attribution map falls on the heart.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from ctrip.data.synth.population import LOCALIZER, MYOCARDIAL_DENSITY, subject_r
 FOV_MM = 360.0  # the whole-thorax scout
 HEART_FOV_MM = LOCALIZER_FOV_MM  # the heart-centred crop: an adult heart with a margin
 # SD per axis of the crop centre around the true heart centre: the error of the bounding-box
-# centre from an automatic heart segmentation (ASSUMED, a few mm on 10 mm thick slices).
+# centre from an automatic heart segmentation (ASSUMED(centring-error), a few mm on
+# 10 mm thick slices).
 CENTRING_ERROR_MM = 5.0
 FIELDS = ("heart", "thorax")
 SLICE_SPACING_MM = 10.0  # consecutive slices, each 10 mm thick (UKB scouts are thick-sliced)
@@ -99,6 +105,22 @@ def render_localizers(
     field: "heart" (a crop of `fov_mm`, default 140 mm, around the heart) or "thorax" (the
     whole 360 mm scout); the pixel size is fov_mm / size for every subject.
     """
+    images, _, latents = render_localizers_and_masks(population, seed, size, field, fov_mm)
+    return images, latents
+
+
+def render_localizers_and_masks(
+    population: pd.DataFrame,
+    seed: int,
+    size: int,
+    field: str = "heart",
+    fov_mm: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """As `render_localizers`, with the heart's masks: (images, masks, latents).
+
+    masks: (B, 3, size, size) bool, on the images' pixels, True where a chamber or the LV
+    myocardium covers at least half the pixel on that slice.
+    """
     fov = field_of_view_mm(field, fov_mm)
     n = len(population)
     draws_u = np.empty((n, 8))
@@ -163,7 +185,8 @@ def render_localizers(
     Y = grid[None, None, :, None] + crop_y.astype(np.float32)[:, None, None, None]
     edge = np.full((n, 1, 1, 1), max(pixel, 0.25 * SLICE_SPACING_MM), dtype=np.float32)
 
-    # Body: chest width and depth grow with BMI, subcutaneous fat thicker with BMI (ASSUMED).
+    # Body: chest width and depth grow with BMI, subcutaneous fat thicker with BMI
+    # (ASSUMED(body-habitus)).
     ratio, shape = population["bmi"].to_numpy() / 27.5, population["lat_body_shape"].to_numpy()
     body_ax, body_ay = 155.0 * np.sqrt(ratio) * shape, 110.0 * ratio**0.6 / shape
     fat = np.clip(6.0 + 1.5 * (population["bmi"].to_numpy() - 20.0), 3.0, 40.0)
@@ -198,10 +221,13 @@ def render_localizers(
         "lv_cavity": (lv_center, np.stack([c / 2, r, r], -1), "blood"),
     }
     areas = {}
+    heart_cover = np.zeros_like(img)
     for name, (center, semi, tissue) in heart.items():
         cov = _ellipsoid_cov(center, axes, semi, plane0, e1, e2, X, Y, edge)
         areas[name] = cov.sum(axis=(2, 3)) * pixel**2  # mm2 per slice, before occlusion
         img = img + cov * (INTENSITY[tissue] - img)
+        np.maximum(heart_cover, cov, out=heart_cover)
+    masks = heart_cover >= 0.5
 
     # Motion blur along a random direction (object-domain), then bias field and Rician noise.
     blur_mm = 8.0 * draws_u[:, 1]
@@ -236,4 +262,4 @@ def render_localizers(
     for name in STRUCTURES:
         for s in range(3):
             latents[f"loc_area_{name}_{s}"] = areas[name][:, s]
-    return images, pd.DataFrame(latents)
+    return images, masks, pd.DataFrame(latents)
