@@ -285,3 +285,18 @@ def test_profile_cohort_sizes_agree_with_the_simulator_command():
     for profile in ("smoke", "default", "paper"):
         sizes = load_profile(profile)["cohort"]["sizes"]
         assert SynthSizes(**sizes) == SynthSizes.for_profile(profile), profile
+
+
+def test_the_long_independent_run_starts_as_soon_as_the_cohort_is_there():
+    """The reference baselines need only the cohort: they start before the stage chain, so
+    that they overlap it instead of leaving a core idle at the end."""
+    from ctrip.pipeline.runner import ready_runs
+
+    plan = build_plan(load_settings("smoke"))
+    pending = [r for r in plan if r.name != "cohort"]
+    first = [r.name for r in ready_runs(pending, {"cohort"})]
+    assert first[0] == "reference_baselines"
+    assert set(first) == {"reference_baselines", "data_card", "stage1_localizer", "stage1_ecg",
+                          "stage1_tabular_T", "stage1_tabular_Tp", "stage3_CMR_sup", "stage3_L_sup",
+                          "stage3_E_sup", "stage3_T_sup"}  # fmt: skip
+    assert [r.name for r in ready_runs(pending, set())] == []

@@ -31,6 +31,8 @@ class Run:
     `parameters` are hashed; `inputs` name other runs (nested dict/list of run names) and reach
     the notebook as the folders of those runs; `needs` are every run this one depends on;
     `threads` is the CPU thread count of its kernel (hashed too: it can change the numbers).
+    `early`: a long run that needs only the cohort, started as soon as it can be, so that it
+    overlaps the stage chain instead of leaving a core idle at the end (not hashed).
     """
 
     name: str
@@ -41,6 +43,7 @@ class Run:
     publish: list[str] = field(default_factory=list)  # files copied to the results folder
     step: str = "analysis"
     threads: int = 1
+    early: bool = False
 
 
 def slug(name: str) -> str:
@@ -163,6 +166,7 @@ def build_plan(settings: dict) -> list[Run]:
                 **settings["reference_baselines"],
             },
             step="stage3",
+            early=True,
         )
     )
 

@@ -315,6 +315,13 @@ def run_plan(
         )
 
 
+def ready_runs(pending: list[Run], done: Any) -> list[Run]:
+    """The pending runs whose inputs are all `done`, in the order to start them: runs marked
+    `early` first (long, they should overlap the stage chain), then plan order."""
+    ready = [run for run in pending if all(n in done for n in run.needs)]
+    return sorted(ready, key=lambda run: not run.early)
+
+
 def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
                 settings: dict | None, jobs: int, progress: bool,
                 log: Callable[[str], None]) -> list[RunOutcome]:  # fmt: skip
@@ -349,11 +356,9 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
     pending, running, failure = list(plan), {}, None
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
-            for run in list(pending):
+            for run in ready_runs(pending, outcomes):
                 if failure is not None or len(running) >= jobs:
                     break
-                if not all(n in outcomes for n in run.needs):
-                    continue
                 pending.remove(run)
                 if run.name not in stale:
                     log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
