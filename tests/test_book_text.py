@@ -105,3 +105,39 @@ def test_the_heart_share_reads_as_its_cis_say():
     assert "L_sup vs the image itself -0.05 [-0.08, -0.02] (less on the heart)" in said
     assert "(less on the heart)." in heart_share_markdown(share(-0.04, -0.01), LABELS, "LVM")
     assert "cannot be measured" in heart_share_markdown(None, LABELS, "LVM")
+
+
+def test_alignment_reading_says_what_the_numbers_say():
+    from ctrip.pipeline.book import alignment_reading
+
+    text = alignment_reading([3.2, 9.5], [2.1, 4.0], 256)
+    assert "3.2 to 9.5 times its chance level" in text and "few effective dimensions" in text
+    assert "256 dimensions" in text and "not retrieve" not in text
+    chance = alignment_reading([0.9, 1.1], [12.0, 20.0], 256)
+    assert "does not retrieve partners better than chance" in chance and "many" in chance
+    assert alignment_reading([], [], 256) == ""
+
+
+def test_screening_facts_name_each_coverage_outside_three_points(tmp_path):
+    import pandas as pd
+
+    from ctrip.data.schema import CP_NAMES
+    from ctrip.pipeline.book import screening_markdown
+
+    rows = []
+    for method in ("L_sup", "L+E+T"):
+        for cp in CP_NAMES:
+            cov = 0.935 if (method, cp) == ("L_sup", "LAEF") else 0.9
+            rows.append({"method": method, "fraction": 1.0, "level": 0.9, "cp": cp,
+                         "coverage": cov, "ci_low": cov - 0.04, "ci_high": cov + 0.02})  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "coverage.csv", index=False)
+    pd.DataFrame([{"label": "LVEF < 50%", "split": "test", "n": 510, "n_abnormal": 24,
+                   "prevalence": 24 / 510}]).to_csv(tmp_path / "abnormal_counts.csv", index=False)  # fmt: skip
+    pd.DataFrame(columns=["label", "method", "auroc", "auroc_ci_low", "auroc_ci_high", "sensitivity",
+                          "sensitivity_ci_low", "sensitivity_ci_high", "specificity",
+                          "specificity_ci_low", "specificity_ci_high"]).to_csv(
+        tmp_path / "screening.csv", index=False)  # fmt: skip
+    facts = screening_markdown(tmp_path, {"L_sup": "L_sup", "L+E+T": "C-TRIP"})["facts"]
+    assert "L_sup: 17 of 18 phenotypes within 3 points of 90%" in facts
+    assert "LAEF 0.935 [0.895, 0.955] (the nominal level lies inside its CI)" in facts
+    assert "C-TRIP: 18 of 18 phenotypes" in facts

@@ -143,13 +143,16 @@ def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps:
 
 def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str]) -> str:
     """Table 5: cross-modal retrieval and participation ratios of every Stage II run."""
-    rows = []
+    rows, folds, ratios, dims = [], [], [], []
     for run in plan:
         folder = run_folder(results_dir, run.name)
         if run.step != "stage2" or not (folder / "retrieval.csv").exists():
             continue
         retrieval = pd.read_csv(folder / "retrieval.csv")
         participation = pd.read_csv(folder / "participation.csv").set_index("modality")
+        folds += (retrieval["recall@10"] / retrieval["chance@10"]).tolist()
+        ratios += participation["participation_ratio"].tolist()
+        dims += participation["dim"].tolist()
         temperatures = load_outputs(folder).get("temperatures") or {}
         for _, r in retrieval.iterrows():
             temp = next((v for k, v in temperatures.items() if r["gallery"] in k), np.nan)
@@ -166,7 +169,30 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
                "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
     header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
               "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
-    return _numbers_table(caption, "table-5", header, rows)
+    return (
+        _numbers_table(caption, "table-5", header, rows)
+        + "\n"
+        + alignment_reading(folds, ratios, int(max(dims)))
+    )
+
+
+def alignment_reading(folds: list[float], ratios: list[float], dim: int) -> str:
+    """One generated sentence on Table 5: recall@10 as a multiple of chance, and how many
+    dimensions the embeddings use."""
+    folds = [f for f in folds if np.isfinite(f)]
+    ratios = [r for r in ratios if np.isfinite(r)]
+    if not folds:
+        return ""
+    text = (f"Across the Stage II runs, recall@10 is {min(folds):.1f} to {max(folds):.1f} times "
+            "its chance level")  # fmt: skip
+    if max(folds) < 1.5:
+        text += ", so the alignment does not retrieve partners better than chance"
+    if ratios:
+        text += (f"; the embeddings' participation ratios lie between {min(ratios):.1f} and "
+                 f"{max(ratios):.1f} (1: every subject on one line; the shared space has "
+                 f"{dim} dimensions), so the aligned embeddings use "
+                 f"{'few' if max(ratios) < 8 else 'many'} effective dimensions")  # fmt: skip
+    return text + ".\n"
 
 
 def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], target_cp: str) -> str:
@@ -249,6 +275,20 @@ def screening_markdown(results_dir: Path, labels: dict[str, str]) -> dict[str, s
         f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
         f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
     )
+    for method in ("L_sup", "L+E+T"):
+        own = top[top["method"] == method]
+        if own.empty:
+            continue
+        off = own[(own["coverage"] - level).abs() > 0.03]
+        line = (f"- {labels.get(method, method)}: {len(own) - len(off)} of {len(own)} phenotypes "
+                f"within 3 points of {level:.0%}")  # fmt: skip
+        if len(off):
+            line += "; outside: " + ", ".join(
+                f"{r['cp']} {_ci(r['coverage'], r['ci_low'], r['ci_high'], 3)}"
+                + (" (the nominal level lies inside its CI)" if r["ci_low"] <= level <= r["ci_high"] else "")
+                for _, r in off.iterrows()
+            )  # fmt: skip
+        parts["facts"] += line + ".\n"
     screening = pd.read_csv(screening_file)
     rows = [[r["label"], labels.get(r["method"], r["method"]),
              _ci(r["auroc"], r["auroc_ci_low"], r["auroc_ci_high"], 3),
