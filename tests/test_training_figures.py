@@ -108,3 +108,25 @@ def test_tabular_summary_and_figure_from_hand_made_entries():
     fig = tabular_reconstruction_figure(entries, columns=3)
     titles = [ax.get_title() for ax in fig.axes]
     assert "age, r = 1.00" in titles and "categorical: accuracy" in titles
+
+
+def test_fraction_curves_keep_grey_for_the_references_and_skip_a_reference_without_r():
+    import matplotlib.colors as mcolors
+    import pandas as pd
+
+    from ctrip.analysis.figures import plot_fraction_curves
+
+    rows = []
+    for method, r in (("L_sup", 0.5), ("L+E+T", 0.6), ("ref_localizer", 0.7), ("mean", np.nan)):
+        for fraction in (0.1, 1.0):
+            rows.append({"method": method, "cp": "LVM", "fraction": fraction, "r": r,
+                         "r_seed_sd": 0.01})  # fmt: skip
+    labels = {"L_sup": "L_sup", "L+E+T": "C-TRIP"}
+    refs = {"ref_localizer": "2-D CNN", "mean": "training mean"}
+    fig = plot_fraction_curves(pd.DataFrame(rows), labels, ["LVM"], refs)
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "2-D CNN (reference)" in names and "training mean (reference)" not in names
+    for line in fig.axes[0].get_lines():
+        rgb = mcolors.to_rgb(line.get_color())
+        grey = max(rgb) - min(rgb) < 1e-6
+        assert grey == (line.get_linestyle() == "--"), line.get_label()

@@ -32,17 +32,21 @@ def plot_fraction_curves(
     are not from the paper."""
     fig, axes = plt.subplots(1, len(cps), figsize=(3.6 * len(cps), 3.4), sharey=True, squeeze=False)
     markers = "osD^v<>ph*"
+    # tab10 without its grey, which the dashed reference lines use
+    colors = [plt.get_cmap("tab10")(k) for k in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
     for ax, cp in zip(axes[0], cps):
         for i, (method, label) in enumerate(labels.items()):
             part = curves[(curves["method"] == method) & (curves["cp"] == cp)].sort_values(
                 "fraction"
             )
             ax.errorbar(part["fraction"] * 100, part["r"], yerr=part["r_seed_sd"], marker=markers[i % 10],
-                        capsize=2, label=label, lw=1.2, ms=4)  # fmt: skip
+                        capsize=2, label=label, lw=1.2, ms=4, color=colors[i % len(colors)])  # fmt: skip
         for j, (method, label) in enumerate((references or {}).items()):
             part = curves[(curves["method"] == method) & (curves["cp"] == cp)].sort_values(
                 "fraction"
             )
+            if not np.isfinite(part["r"]).any():  # the constant mean has no r: nothing to draw
+                continue
             ax.plot(part["fraction"] * 100, part["r"], ls="--", lw=1.0, marker=markers[j % 10],
                     ms=3, mfc="none", color=str(0.25 + 0.15 * j),
                     label=f"{label} (reference)")  # fmt: skip
