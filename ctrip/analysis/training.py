@@ -67,8 +67,7 @@ def reconstruction_figure(mae, x: torch.Tensor, seed: int = 0, lead: int = 1) ->
             masked[hidden[i, mid]] = float("nan")
             for ax, img, name in zip(axes[i], (masked, recon[i, mid], target[i, mid]),
                                      ("masked input (75% hidden)", "reconstruction", "original")):  # fmt: skip
-                cmap = plt.get_cmap("gray").copy()
-                cmap.set_bad("#b0b0b0")
+                cmap = plt.get_cmap("gray").with_extremes(bad="#b0b0b0")
                 ax.imshow(img.numpy(), cmap=cmap, vmin=lo, vmax=hi)
                 ax.set_axis_off()
                 if i == 0:
