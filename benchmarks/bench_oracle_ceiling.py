@@ -1,7 +1,7 @@
 """What the data card's oracle ceilings cost, and how much their values depend on that cost.
 
     nice -n 10 .venv/bin/python benchmarks/bench_oracle_ceiling.py --cohort COHORT \\
-        [--n-reference N] [--hidden 256 256] [--no-refit] [--modalities ecg] [--out ceiling.csv]
+        [--n-reference N] [--hidden 256 256 256] [--epochs 60] [--modalities ecg] [--out ceiling.csv]
 
 Computes `oracle_ceiling` of a simulated cohort (e.g. `ctrip cohort synth --n 3400 --profile
 default`) with the given reference size and perceptron, prints the wall-clock and CPU time and
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ctrip.data.cohort import Cohort
-from ctrip.data.synth.oracle import HIDDEN, oracle_ceiling, reference_size
+from ctrip.data.synth.oracle import EPOCHS, HIDDEN, oracle_ceiling, reference_size
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, required=True)
     parser.add_argument("--n-reference", type=int, default=None)
     parser.add_argument("--hidden", type=int, nargs="+", default=list(HIDDEN))
-    parser.add_argument("--no-refit", action="store_true")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--modalities", nargs="+", default=None, help="default: every modality")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -37,14 +37,14 @@ def main() -> None:
         modalities=tuple(args.modalities) if args.modalities else None,
         n_reference=n_reference,
         hidden=tuple(args.hidden),
-        refit=not args.no_refit,
+        epochs=args.epochs,
     )
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     if args.out:
         ceiling.to_csv(args.out, index=False)
     print(
         f"{cohort.n} subjects, {n_reference} reference, perceptron {tuple(args.hidden)}, "
-        f"refit {not args.no_refit}: {wall:.0f} s wall, {cpu:.0f} s CPU"
+        f"{args.epochs} epochs: {wall:.0f} s wall, {cpu:.0f} s CPU"
     )
     table = ceiling.pivot(index="cp", columns="modality", values="pearson_r")
     print(table.loc[["LVM", "LVEF", "RVEDV"]].round(3).to_string())
