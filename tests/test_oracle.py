@@ -128,3 +128,29 @@ def test_ceiling_regressor_recovers_smooth_and_ratio_targets():
     ridge_only = ceiling_from_features(x[:480], y[:480], x[480:], seed=0, neural=False)
     r = [np.corrcoef(p[:, 1], y[480:, 1])[0, 1] for p in (pred, ridge_only)]
     assert r[0] >= r[1] - 0.01  # the perceptron is kept only where it predicts better
+
+
+def test_polynomial_ridge_matches_a_plain_ridge_on_the_standardized_polynomial():
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    from ctrip.data.synth.oracle import polynomial_ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 5))
+    y = np.stack([x[:, 0] * x[:, 1], x[:, 2] + rng.normal(size=3000)], axis=1)
+    # chunks of 700 rows: the Gram matrix is summed over uneven pieces
+    held, out = polynomial_ridge(
+        x[:2000], y[:2000], x[2000:2500], y[2000:2500], x[2500:], np.array([10.0]), chunk=700
+    )
+    plain = make_pipeline(
+        StandardScaler(), PolynomialFeatures(2, include_bias=False), StandardScaler(), Ridge(10.0)
+    ).fit(x[:2000], y[:2000])
+    np.testing.assert_allclose(out, plain.predict(x[2500:]), atol=1e-10)
+    np.testing.assert_allclose(held, plain.predict(x[2000:2500]), atol=1e-10)
+    # per target, the penalty with the lower held-out error: none for the exact product
+    _, chosen = polynomial_ridge(
+        x[:2000], y[:2000], x[2000:2500], y[2000:2500], x[2500:], np.array([1e-6, 1e4])
+    )
+    assert np.corrcoef(chosen[:, 0], y[2500:, 0])[0, 1] > 0.999
