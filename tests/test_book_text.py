@@ -141,3 +141,44 @@ def test_screening_facts_name_each_coverage_outside_three_points(tmp_path):
     assert "L_sup: 17 of 18 phenotypes within 3 points of 90%" in facts
     assert "LAEF 0.935 [0.895, 0.955] (the nominal level lies inside its CI)" in facts
     assert "C-TRIP: 18 of 18 phenotypes" in facts
+
+
+def _curves(rows: dict[tuple[str, str, float], tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "cp": cp, "fraction": f, "r": r, "r_ci_low": lo,
+                          "r_ci_high": hi} for (m, cp, f), (r, lo, hi) in rows.items()])  # fmt: skip
+
+
+def test_paper_reading_needs_cis_that_clear_the_runner_up():
+    from ctrip.pipeline.book import paper_reading_markdown
+
+    labels = {"CMR_sup": "CMR_sup", "L_sup": "L_sup", "E_sup": "E_sup", "L+E+T": "C-TRIP"}
+    rows = {}
+    for f in (0.03, 1.0):
+        rows[("CMR_sup", "LVEF", f)] = (0.9, 0.85, 0.95)
+        rows[("L_sup", "LVEF", f)] = (0.5, 0.4, 0.6)
+        rows[("L+E+T", "LVEF", f)] = (0.55, 0.45, 0.65)
+        rows[("E_sup", "LVEF", f)] = (0.3, 0.2, 0.39)  # clearly last
+        rows[("CMR_sup", "LVM", f)] = (0.9, 0.85, 0.95)
+        rows[("L_sup", "LVM", f)] = (0.5, 0.4, 0.6)
+        rows[("L+E+T", "LVM", f)] = (0.6, 0.5, 0.7)
+        rows[("E_sup", "LVM", f)] = (0.45, 0.35, 0.55)  # last, but inside the next CI
+    rows[("L_sup", "LVEF", 0.03)] = (0.88, 0.8, 0.95)  # overlaps CMR_sup at 3%
+    differences = pd.DataFrame([
+        {"method": "L+E+T", "baseline": "L_sup", "fraction": 0.03, "cp": "LVM",
+         "difference": 0.1, "ci_low": 0.05, "ci_high": 0.15},
+        {"method": "L+E+T", "baseline": "L_sup", "fraction": 0.03, "cp": "LVEF",
+         "difference": 0.02, "ci_low": -0.05, "ci_high": 0.08},
+        {"method": "L+E+T", "baseline": "L_sup", "fraction": 1.0, "cp": "LVM",
+         "difference": -0.1, "ci_low": -0.15, "ci_high": -0.05},
+    ])  # fmt: skip
+    text = paper_reading_markdown(
+        _curves(rows), differences, labels, ["LVEF", "LVM"], "L_sup", "L+E+T"
+    )
+    assert "CMR_sup is clearly first in 1 of 2 cases" in text
+    assert "LVEF at 3%: CMR_sup 0.90 [0.85, 0.95], next L_sup 0.88" in text
+    assert "(not clearly CMR_sup first)" in text
+    assert "E_sup is clearly last on 1 of 2 phenotypes" in text
+    assert "LVM: C-TRIP 0.60 [0.50, 0.70], rank 1 of 2" in text
+    assert "at 3% higher on LVM, no different on LVEF; at 100% lower on LVM" in text
+    empty = paper_reading_markdown(_curves({}), differences, labels, ["LVM"], "L_sup", "L+E+T")
+    assert "needs Table 2's methods" in empty

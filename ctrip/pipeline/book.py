@@ -374,6 +374,92 @@ def comparison_sentences(differences: pd.DataFrame, table: pd.DataFrame, yardsti
     return "\n".join(lines) + "\n" if lines else "*No comparisons to state.*\n"
 
 
+def _ranked(curves: pd.DataFrame, methods: list[str], cp: str, fraction: float) -> pd.DataFrame:
+    """`methods`' r and Fisher-z CI for `cp` at `fraction`, highest r first."""
+    at = curves[(curves["cp"] == cp) & np.isclose(curves["fraction"], fraction)]
+    return at[at["method"].isin(methods)].set_index("method").sort_values("r", ascending=False)
+
+
+def _r(row: pd.Series) -> str:
+    return _ci(row["r"], row["r_ci_low"], row["r_ci_high"], 2)
+
+
+def paper_reading_markdown(curves: pd.DataFrame, differences: pd.DataFrame,
+                           labels: dict[str, str], cps: list[str], baseline: str,
+                           method: str) -> str:  # fmt: skip
+    """The paper's qualitative reading of its Table 2 and Fig. 3, claim by claim, beside this
+    book's numbers, generated from them. Ranks use each method's r with its Fisher-z CI on the
+    test subjects: a method is first (or last) only where its CI clears the runner-up's; the
+    alignment claim uses the paired bootstrap CIs of the differences from the baseline."""
+    present = set(curves["method"]) if "method" in curves else set()
+    table_methods = [m for m in labels if m in present]
+    if method not in table_methods or baseline not in table_methods:
+        return "*The paper's reading needs Table 2's methods on the results page.*\n"
+    fractions = sorted(curves["fraction"].unique())
+    low, high = fractions[0], fractions[-1]
+    functional = [cp for cp in ("LVEF", "RVEF") if cp in cps]
+    structural = [cp for cp in ("LVM", "RVEDV") if cp in cps]
+    name = lambda m: labels.get(m, m)  # noqa: E731
+    lines = []
+
+    if "CMR_sup" in table_methods and functional:
+        said, held = [], 0
+        for cp in functional:
+            for f in fractions:
+                ranked = _ranked(curves, table_methods, cp, f)
+                first, second = ranked.iloc[0], ranked.iloc[1]
+                clear = ranked.index[0] == "CMR_sup" and first["r_ci_low"] > second["r_ci_high"]
+                held += clear
+                said.append(f"{cp} at {f:.0%}: {name(ranked.index[0])} {_r(first)}, next "
+                            f"{name(ranked.index[1])} {_r(second)}"
+                            + ("" if clear else " (not clearly CMR_sup first)"))  # fmt: skip
+        lines.append("- *The cine-CMR model correlates best on the functional phenotypes, even with "
+                     f"little labelled data.* Here CMR_sup is clearly first in {held} of "
+                     f"{len(said)} cases: " + "; ".join(said) + ".")  # fmt: skip
+
+    if "E_sup" in table_methods:
+        said, held = [], 0
+        for cp in cps:
+            ranked = _ranked(curves, table_methods, cp, high)
+            last, before = ranked.iloc[-1], ranked.iloc[-2]
+            clear = ranked.index[-1] == "E_sup" and last["r_ci_high"] < before["r_ci_low"]
+            held += clear
+            said.append(f"{cp}: lowest {name(ranked.index[-1])} {_r(last)}, next "
+                        f"{name(ranked.index[-2])} {_r(before)}")  # fmt: skip
+        lines.append(f"- *The ECG-only model is the weakest overall.* At {high:.0%}, E_sup is clearly "
+                     f"last on {held} of {len(cps)} phenotypes: " + "; ".join(said) + ".")  # fmt: skip
+
+    localizer_rows = [m for m in table_methods if m not in ("CMR_sup", "E_sup", "T_sup")]
+    if structural and len(localizer_rows) > 1:
+        said = []
+        for cp in structural:
+            ranked = _ranked(curves, localizer_rows, cp, low)
+            rank = list(ranked.index).index(method) + 1
+            said.append(f"{cp}: {name(method)} {_r(ranked.loc[method])}, rank {rank} of "
+                        f"{len(ranked)}" + ("" if rank == 1 else
+                        f" (first {name(ranked.index[0])} {_r(ranked.iloc[0])})"))  # fmt: skip
+        lines.append(f"- *{name(method)} correlates highly on the structural phenotypes even with "
+                     f"little labelled data.* Among the localizer rows at {low:.0%}: "
+                     + "; ".join(said) + ".")  # fmt: skip
+
+    part = differences[differences["method"] == method] if len(differences) else differences
+    if not part.empty:
+        said = []
+        for f in sorted(part["fraction"].unique()):
+            rows = part[np.isclose(part["fraction"], f) & part["cp"].isin(cps)]
+            above = rows[rows["ci_low"] > 0]["cp"].tolist()
+            below = rows[rows["ci_high"] < 0]["cp"].tolist()
+            same = [cp for cp in rows["cp"] if cp not in above + below]
+            words = [f"higher on {', '.join(above)}" if above else "",
+                     f"lower on {', '.join(below)}" if below else "",
+                     f"no different on {', '.join(same)}" if same else ""]  # fmt: skip
+            said.append(f"at {f:.0%} " + ", ".join(w for w in words if w))
+        lines.append(f"- *Aligning the localizer with the ECG and the record helps the localizer "
+                     f"model (the paper's premise).* {name(method)} against {name(baseline)}, by "
+                     "the paired CIs of the table above: " + "; ".join(said) + ".")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def cp18_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
     """All 18 CPs: per method MD (LoA) and r."""
     rows = []
@@ -670,6 +756,8 @@ def write_includes(
             summary[np.isclose(summary["fraction"], settings["table2"]["fraction"])], labels
         ),
     )
+    _write(includes / "paper_reading.md", paper_reading_markdown(
+        curves, differences, labels, cps, attention["baseline"], attention["method"]))  # fmt: skip
     _write(
         includes / "summary.md",
         summary_markdown(table, curves, labels, cps, attention["baseline"], attention["method"]),
