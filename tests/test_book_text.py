@@ -182,3 +182,17 @@ def test_paper_reading_needs_cis_that_clear_the_runner_up():
     assert "at 3% higher on LVM, no different on LVEF; at 100% lower on LVM" in text
     empty = paper_reading_markdown(_curves({}), differences, labels, ["LVM"], "L_sup", "L+E+T")
     assert "needs Table 2's methods" in empty
+
+
+def test_dimensionality_reading_states_both_sides_and_the_threshold():
+    from ctrip.pipeline.book import dimensionality_reading
+
+    few = pd.DataFrame({"modality": ["localizer", "ecg"], "dim_before": [64, 64],
+                        "before": [2.47, 4.4], "dim_after": [256, 256], "after": [5.1, 3.7]})  # fmt: skip
+    text = dimensionality_reading(few, "C-TRIP")
+    assert "(64 dimensions) have participation ratios localizer 2.5, ecg 4.4" in text
+    assert "projections of C-TRIP have localizer 5.1, ecg 3.7" in text
+    assert "already concentrate on few directions" in text
+    many = few.assign(before=[9.0, 12.0])
+    assert "few directions" not in dimensionality_reading(many, "C-TRIP")
+    assert dimensionality_reading(few.iloc[:0], "C-TRIP") == ""

@@ -169,11 +169,41 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
                "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
     header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
               "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
+    before_after = next((run_folder(results_dir, run.name) / "participation_before_after.csv"
+                         for run in plan if run.name == "umaps"), None)  # fmt: skip
     return (
         _numbers_table(caption, "table-5", header, rows)
         + "\n"
         + alignment_reading(folds, ratios, int(max(dims)))
+        + (
+            dimensionality_reading(pd.read_csv(before_after), labels.get(_umap_method(plan), ""))
+            if before_after is not None and before_after.exists()
+            else ""
+        )  # fmt: skip
     )
+
+
+def _umap_method(plan: list[Run]) -> str:
+    run = next((r for r in plan if r.name == "umaps"), None)
+    return "" if run is None else str(run.parameters.get("method", ""))
+
+
+def dimensionality_reading(participation: pd.DataFrame, label: str) -> str:
+    """One generated sentence: each modality's participation ratio in its pre-trained encoder's
+    own feature space and after alignment (Fig. 2B's runs), so a reader sees whether few
+    effective dimensions come from Stage II or were there before it."""
+    if participation.empty:
+        return ""
+    p = participation.set_index("modality")
+    before = ", ".join(f"{m} {_fmt(p.loc[m, 'before'], 1)}" for m in p.index)
+    after = ", ".join(f"{m} {_fmt(p.loc[m, 'after'], 1)}" for m in p.index)
+    text = (f"\nBefore alignment, the Stage I encoders' own features ({int(p['dim_before'].max())} "
+            f"dimensions) have participation ratios {before}; after it, the shared projections"
+            f"{' of ' + label if label else ''} have {after}")  # fmt: skip
+    if p["before"].max() < 8:
+        text += (", so the pre-trained features already concentrate on few directions "
+                 "before Stage II aligns them")  # fmt: skip
+    return text + ".\n"
 
 
 def alignment_reading(folds: list[float], ratios: list[float], dim: int) -> str:
