@@ -1,0 +1,62 @@
+"""Training-step time of the reference baselines' networks at the default profile's shapes.
+
+    .venv/bin/python benchmarks/bench_baselines.py [--threads 1] [--steps 15]
+
+Times forward, backward and AdamW update of `ImageCNN` (a batch of 64 three-slice 64x64
+localizers) with its inputs in channels-last memory, as `ImageCNN.forward` lays them out, and in
+the plain contiguous layout, and of `ECGCNN` (128 ECGs of 12 x 2500 samples). Prints the median
+milliseconds per step; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from ctrip.baselines import ECGCNN, ImageCNN
+
+
+class ContiguousImageCNN(ImageCNN):
+    """`ImageCNN` without the channels-last layout, for comparison."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.contiguous()))
+
+
+def step_time(model: nn.Module, x: torch.Tensor, steps: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for i in range(steps + 3):
+        start = time.perf_counter()
+        loss = model(x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i >= 3:  # the first steps warm up oneDNN's kernels
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="a pipeline kernel uses 1")
+    parser.add_argument("--steps", type=int, default=15)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    images, ecgs = torch.randn(64, 3, 64, 64), torch.randn(128, 12, 2500)
+    print(f"{args.threads} thread(s), median of {args.steps} steps")
+    for name, model, x in (
+        ("ImageCNN, channels-last", ImageCNN(3), images),
+        ("ImageCNN, contiguous", ContiguousImageCNN(3), images),
+        ("ECGCNN", ECGCNN(12), ecgs),
+    ):
+        print(f"{name:26} batch {len(x):4d}  {step_time(model, x, args.steps):7.1f} ms/step")
+
+
+if __name__ == "__main__":
+    main()
