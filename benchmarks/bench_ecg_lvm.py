@@ -8,7 +8,7 @@ Simulates `--n` subjects at default sizes (ECG only), splits them 80/10/10, trai
   on about 32,000 UK Biobank ECGs: Khurshid et al. 2021, Circ Cardiovasc Imaging 14:e012281);
 - the ECG's oracle ceiling for LV mass on the same test subjects, fitted on `--ceiling-reference`
   further simulated subjects (their ECG latents only, no signal: cheap), because the estimate of a
-  ceiling rises with its reference (16,000 subjects: r 0.83; 100,000: 0.90; 400,000: 0.92);
+  ceiling rises with its reference (`--seed 1`: 16,000 subjects r 0.83, 100,000: 0.89, 400,000: 0.91);
 - the Sokolow-Lyon voltage vs LV mass index r (published ~0.25-0.28).
 The simulated ECGs are cached in `--cache` so a rerun (other epochs or seed) skips simulation.
 """

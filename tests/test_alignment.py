@@ -110,3 +110,17 @@ def test_paired_r_differences_reuses_the_paired_bootstrap():
     assert row["ci_low"] > 0  # the better method's advantage is resolved
     with pytest.raises(KeyError):
         paired_r_differences({"C-TRIP": frame(ref, good)}, "L_sup", ["LVM"])
+
+
+def test_participation_before_after_measures_each_side_in_its_own_space():
+    from ctrip.analysis.alignment import participation_before_after
+
+    rng = np.random.default_rng(0)
+    line = np.outer(rng.normal(size=64), [1.0, 2.0, -1.0])  # every subject on one line: PR 1
+    spread = hadamard(64)[:, 1:5].astype(float)  # zero-mean orthogonal columns: PR 4
+    table = participation_before_after({"ecg": line}, {"ecg": spread})
+    row = table.iloc[0]
+    assert (row["modality"], row["dim_before"], row["dim_after"]) == ("ecg", 3, 4)
+    assert row["before"] == pytest.approx(1.0) and row["after"] == pytest.approx(4.0)
+    with pytest.raises(KeyError, match="one side only"):
+        participation_before_after({"ecg": line}, {"tabular": spread})

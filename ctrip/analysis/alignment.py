@@ -127,6 +127,22 @@ def alignment_table(
     return pd.DataFrame(retrieval), pd.DataFrame(participation)
 
 
+def participation_before_after(before: Mapping[str, Any], after: Mapping[str, Any]) -> pd.DataFrame:
+    """Each modality's participation ratio in its own pre-trained feature space (`before`) and
+    in the aligned space (`after`), both mapping a modality to its subjects x features matrix:
+    whether few effective dimensions come from the alignment or were there before it. Rows
+    modality, dim_before, before, dim_after, after."""
+    missing = set(before) ^ set(after)
+    if missing:
+        raise KeyError(f"modalities on one side only: {sorted(missing)}")
+    rows = []
+    for m, f in before.items():
+        f, g = _matrix(f, f"{m} before"), _matrix(after[m], f"{m} after")
+        rows.append({"modality": m, "dim_before": f.shape[1], "before": participation_ratio(f),
+                     "dim_after": g.shape[1], "after": participation_ratio(g)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def paired_r_differences(
     predictions: Mapping[str, pd.DataFrame],
     baseline: str,

@@ -169,23 +169,15 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
                "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
     header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
               "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
-    before_after = next((run_folder(results_dir, run.name) / "participation_before_after.csv"
-                         for run in plan if run.name == "umaps"), None)  # fmt: skip
-    return (
-        _numbers_table(caption, "table-5", header, rows)
-        + "\n"
-        + alignment_reading(folds, ratios, int(max(dims)))
-        + (
-            dimensionality_reading(pd.read_csv(before_after), labels.get(_umap_method(plan), ""))
-            if before_after is not None and before_after.exists()
-            else ""
-        )  # fmt: skip
-    )
-
-
-def _umap_method(plan: list[Run]) -> str:
-    run = next((r for r in plan if r.name == "umaps"), None)
-    return "" if run is None else str(run.parameters.get("method", ""))
+    text = _numbers_table(caption, "table-5", header, rows) + "\n"
+    text += alignment_reading(folds, ratios, int(max(dims)))
+    umaps = next((run for run in plan if run.name == "umaps"), None)
+    if umaps is not None:  # Fig. 2B's runs: the same measure before alignment
+        before_after = run_folder(results_dir, umaps.name) / "participation_before_after.csv"
+        if before_after.exists():
+            method = str(umaps.parameters.get("method", ""))
+            text += dimensionality_reading(pd.read_csv(before_after), labels.get(method, method))
+    return text
 
 
 def dimensionality_reading(participation: pd.DataFrame, label: str) -> str:

@@ -9,7 +9,7 @@ regressor is, per CP, the better on held-out reference subjects of a degree-2 po
 ridge and a three-layer perceptron (`neural`; without it, the ridge alone: a looser estimate
 that a trained network can beat). The estimate is a lower bound of the true ceiling that rises
 with the reference size: for the ECG and LV mass, on the test subjects of
-`benchmarks/bench_ecg_lvm.py`, r 0.83 from 16,000 reference subjects, 0.90 from 100,000 and 0.92
+`benchmarks/bench_ecg_lvm.py`, r 0.83 from 16,000 reference subjects, 0.89 from 100,000 and 0.91
 from 400,000. The reference and perceptron (`N_REFERENCE`, `HIDDEN`) are sized for cohorts of a
 few thousand subjects; a model trained on far more subjects needs the larger reference that
 `benchmarks/bench_ecg_lvm.py` fits its bound on.
