@@ -4,7 +4,8 @@
 
 Times forward, backward and AdamW update of `ImageCNN` (a batch of 64 three-slice 64x64
 localizers) with its inputs in channels-last memory, as `ImageCNN.forward` lays them out, and in
-the plain contiguous layout, and of `ECGCNN` (128 ECGs of 12 x 2500 samples). Prints the median
+the plain contiguous layout, and of `ECGCNN` (64 ECGs of 12 x 2500 samples) as its 1 x k 2-D
+layers in channels-last memory and as the same network in Conv1d layers. Prints the median
 milliseconds per step; asserts nothing.
 """
 
@@ -48,12 +49,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    images, ecgs = torch.randn(64, 3, 64, 64), torch.randn(128, 12, 2500)
+    images, ecgs = torch.randn(64, 3, 64, 64), torch.randn(64, 12, 2500)
+    ecg = ECGCNN(12)
     print(f"{args.threads} thread(s), median of {args.steps} steps")
     for name, model, x in (
         ("ImageCNN, channels-last", ImageCNN(3), images),
         ("ImageCNN, contiguous", ContiguousImageCNN(3), images),
-        ("ECGCNN", ECGCNN(12), ecgs),
+        ("ECGCNN, 2-D channels-last", ecg, ecgs),
+        ("ECGCNN, Conv1d layers", ecg.as_conv1d(), ecgs),
     ):
         print(f"{name:26} batch {len(x):4d}  {step_time(model, x, args.steps):7.1f} ms/step")
 

@@ -58,7 +58,7 @@ def tokenizer(modality: str, profile: str, config: dict) -> nn.Module:
     size, T, fs, _ = DATA[profile]
     m = config["models"][modality]
     if modality in ("localizer", "cmr"):
-        return ImageTokenizer((size, size), m["patch_size"], m["dim"])
+        return ImageTokenizer((size, size), m["patch_size"], m["dim"], stem=m.get("stem", "linear"))
     if modality == "ecg":
         rate = fs if m["rate_hz"] is None else min(m["rate_hz"], fs)
         samples = int(T * rate / fs)
@@ -70,7 +70,8 @@ def tokenizer(modality: str, profile: str, config: dict) -> nn.Module:
 
 def encoder(modality: str, profile: str, config: dict) -> Encoder:
     m = config["models"][modality]
-    return Encoder(tokenizer(modality, profile, config), m["depth"], m["heads"], m["mlp_ratio"])
+    return Encoder(tokenizer(modality, profile, config), m["depth"], m["heads"], m["mlp_ratio"],
+                   m.get("pool", "cls"))  # fmt: skip
 
 
 def inputs(modality: str, profile: str, batch: int) -> object:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from ctrip.baselines import (
     ECGCNN,
@@ -45,6 +46,18 @@ def test_networks_overfit_a_tiny_cohort(model, shape):
     result = fit_network(model(), x, y, x, y, x, epochs=40, seed=0, batch_size=8, lr=1e-2)
     assert train_r(result.test, y) > 0.9
     assert result.chosen["best_epoch"] > 0 and len(result.history) == 40
+
+
+def test_ecg_cnn_is_the_one_dimensional_network():
+    """The 1 x k 2-D layers compute what Conv1d / BatchNorm1d / MaxPool1d with the same weights do."""
+    torch.manual_seed(0)
+    model = ECGCNN(12, 3, widths=(8, 16, 16, 16))
+    reference = model.as_conv1d()
+    assert any(isinstance(layer, nn.Conv1d) for layer in reference)
+    x = torch.randn(4, 12, 300)
+    for training in (True, False):
+        model.train(training), reference.train(training)
+        assert torch.allclose(model(x), reference(x), atol=1e-5)
 
 
 def test_ridge_overfits_and_chooses_alpha_on_validation():

@@ -196,3 +196,26 @@ def test_dimensionality_reading_states_both_sides_and_the_threshold():
     many = few.assign(before=[9.0, 12.0])
     assert "few directions" not in dimensionality_reading(many, "C-TRIP")
     assert dimensionality_reading(few.iloc[:0], "C-TRIP") == ""
+
+
+def test_the_scaled_down_table_lists_each_departure_with_the_values_that_ran():
+    from ctrip.pipeline.book import profile_markdown
+    from ctrip.stages.config import make_config
+
+    settings = {
+        "profile": "default",
+        "config": make_config("default", {"stage2": {"patience": 4}}),
+        "cohort": {"n_subjects": 3400, "sizes": {"image_size": 64, "ecg_sampling_rate_hz": 250.0, "ecg_seconds": 10.0}},
+        "sweep": {"fractions": [0.03, 0.1, 1.0], "seeds": [0, 1, 2]},
+    }  # fmt: skip
+    rows = {
+        line.split(" | ")[0].strip("| "): line for line in profile_markdown(settings).splitlines()
+    }
+    assert (
+        "8 / 4 / 10 | 400 / 30 / 20" in rows["early-stopping patience Stage I / II / III (epochs)"]
+    )
+    paper = make_config("paper")
+    settings["config"]["stage1"]["patience"] = paper["stage1"]["patience"]
+    settings["config"]["stage2"]["patience"] = paper["stage2"]["patience"]
+    settings["config"]["stage3"]["patience"] = paper["stage3"]["patience"]
+    assert "early-stopping patience" not in profile_markdown(settings)

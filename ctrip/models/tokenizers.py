@@ -151,7 +151,11 @@ class ImageTokenizer(PatchTokenizer):
         if self.stem == "linear":
             return super().forward(x)
         self._check_shape(x)
-        return self.hmlp(self.normalize(x)).flatten(2).transpose(1, 2) + self.pos
+        # channels-last memory: oneDNN's strided convolutions and the per-position norm run
+        # faster on it (one thread, 64 localizers: the stem's forward and backward 10 vs 15 ms,
+        # a default Stage III step 72 vs 75 ms)
+        x = self.normalize(x).contiguous(memory_format=torch.channels_last)
+        return self.hmlp(x).flatten(2).transpose(1, 2) + self.pos
 
     def _check_shape(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != (self.in_chans, *self.image_size):

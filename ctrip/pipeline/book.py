@@ -569,6 +569,11 @@ def profile_markdown(settings: dict) -> str:
         ["epochs Stage I / II / III (max)", " / ".join(str(config[s]["max_epochs"]) for s in ("stage1", "stage2", "stage3")),
          " / ".join(str(paper[s]["max_epochs"]) for s in ("stage1", "stage2", "stage3")),
          compute + "; early stopping on the validation loss"],
+        ["early-stopping patience Stage I / II / III (epochs)",
+         " / ".join(str(config[s]["patience"]) for s in ("stage1", "stage2", "stage3")),
+         " / ".join(str(paper[s]["patience"]) for s in ("stage1", "stage2", "stage3")),
+         "Stage II's validation loss rises steadily past its minimum, so a short patience keeps "
+         "the same weights for less compute; Stage III's swings while its learning rate is high"],
         ["batch size", str(config["stage1"]["batch_size"]), str(paper["stage1"]["batch_size"]),
          "more optimizer steps per epoch on a small cohort"],
         ["Stage III learning rate of a pre-trained encoder", f"{config['stage3']['lr_encoder']:g}",
