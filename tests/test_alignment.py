@@ -124,3 +124,24 @@ def test_participation_before_after_measures_each_side_in_its_own_space():
     assert row["before"] == pytest.approx(1.0) and row["after"] == pytest.approx(4.0)
     with pytest.raises(KeyError, match="one side only"):
         participation_before_after({"ecg": line}, {"tabular": spread})
+
+
+def test_phenotype_participation_z_scores_and_skips_missing_subjects():
+    from ctrip.analysis.alignment import phenotype_participation
+
+    h = hadamard(8).astype(float)[:, 1:]
+    # uncorrelated columns on different scales: z-scored, they weigh alike (PR 3, not ~1)
+    frame = pd.DataFrame({"LVM": 100 * h[:, 0], "LVEF": h[:, 1], "RVEDV": 0.01 * h[:, 2]})
+    assert phenotype_participation(frame)["participation_ratio"] == pytest.approx(3.0)
+    # a copy of a column adds no dimension of its own: eigenvalues 2, 1 -> 9 / 5
+    frame["LVM_copy"] = 3 * frame["LVM"] + 1
+    assert phenotype_participation(frame.drop(columns="RVEDV"))["participation_ratio"] == (
+        pytest.approx(1.8)
+    )
+    gap = pd.concat([frame, pd.DataFrame({"LVM": [np.nan], "LVEF": [1.0]})], ignore_index=True)
+    result = phenotype_participation(gap)
+    assert (result["n"], result["n_missing"]) == (8, 1)
+    with pytest.raises(ValueError, match="constant column"):
+        phenotype_participation(frame.assign(LVEF=1.0))
+    with pytest.raises(ValueError, match="at least 2"):
+        phenotype_participation(frame.iloc[:1])

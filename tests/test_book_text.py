@@ -196,6 +196,13 @@ def test_dimensionality_reading_states_both_sides_and_the_threshold():
     many = few.assign(before=[9.0, 12.0])
     assert "few directions" not in dimensionality_reading(many, "C-TRIP")
     assert dimensionality_reading(few.iloc[:0], "C-TRIP") == ""
+    assert "For comparison" not in text
+    compared = dimensionality_reading(few, "C-TRIP", 4.62)
+    assert (
+        "the 18 CPs of the same subjects, each z-scored, have a participation ratio of 4.6:"
+        in compared
+    )
+    assert "For comparison" not in dimensionality_reading(few, "C-TRIP", float("nan"))
 
 
 def test_the_scaled_down_table_lists_each_departure_with_the_values_that_ran():
@@ -219,3 +226,30 @@ def test_the_scaled_down_table_lists_each_departure_with_the_values_that_ran():
     settings["config"]["stage2"]["patience"] = paper["stage2"]["patience"]
     settings["config"]["stage3"]["patience"] = paper["stage3"]["patience"]
     assert "early-stopping patience" not in profile_markdown(settings)
+
+
+def test_yardstick_gaps_read_as_their_cis_say():
+    from ctrip.pipeline.book import yardstick_differences_markdown
+
+    def row(method, cp, d, low, high, fraction=1.0):
+        return {"method": method, "baseline": "ref_localizer", "fraction": fraction, "cp": cp,
+                "r": 0.8 + d, "r_baseline": 0.8, "difference": d, "ci_low": low, "ci_high": high}  # fmt: skip
+
+    gaps = pd.DataFrame([row("L_sup", "LVM", -0.10, -0.12, -0.07), row("L_sup", "LVEF", -0.02, -0.06, 0.03),
+                         row("L+E+T", "LVM", -0.04, -0.06, -0.02), row("L+E+T", "LVEF", 0.05, 0.01, 0.09),
+                         row("L_sup", "LVM", -0.5, -0.6, -0.4, fraction=0.1)])  # fmt: skip
+    refs = {"ref_localizer": "2-D CNN (localizer)"}
+    text = yardstick_differences_markdown(gaps, LABELS, refs, ["LVM", "LVEF"], 1.0)
+    assert (
+        "| LVM | L_sup | 2-D CNN (localizer) | 0.700 | 0.800 | -0.100 [-0.120, -0.070] | lower by more than 0.05 |"
+        in text
+    )
+    assert "-0.020 [-0.060, 0.030] | no difference |" in text
+    assert "-0.040 [-0.060, -0.020] | lower |" in text and "0.050 [0.010, 0.090] | higher |" in text
+    assert "3 of the 4 rows and CPs come within 0.05 of their reference" in text
+    assert "more than 0.05 below the reference for L_sup on LVM (-0.100)." in text
+    assert "-0.500" not in text  # another fraction
+    assert "more than 0.05 below" not in yardstick_differences_markdown(
+        gaps.iloc[1:4], LABELS, refs, ["LVM"], 1.0
+    )
+    assert yardstick_differences_markdown(gaps.iloc[:0], LABELS, refs, ["LVM"], 1.0) == ""

@@ -131,3 +131,32 @@ def test_paired_differences_over_seeds_and_fractions():
     same = paired_differences({"a": predictions["poor"], "b": predictions["poor"]}, "b", ["LVM"],
                               n_bootstrap=200)  # fmt: skip
     assert np.allclose(same[["difference", "ci_low", "ci_high"]].to_numpy(), 0.0)
+
+
+def test_yardstick_differences_measure_each_method_from_its_own_modality():
+    from ctrip.analysis.report import yardstick_differences
+
+    rng = np.random.default_rng(1)
+    n = 200
+    ref = rng.normal(100, 20, n)
+
+    def frame(noise: float) -> pd.DataFrame:
+        return pd.DataFrame({"id": [f"s{i}" for i in range(n)], "split": "test", "fraction": 1.0,
+                             "seed": 0, "LVM_pred": ref + rng.normal(0, noise, n), "LVM_ref": ref})  # fmt: skip
+
+    predictions = {"L_sup": frame(30.0), "C-TRIP": frame(20.0), "E_sup": frame(10.0)}
+    modalities = {"L_sup": "localizer", "C-TRIP": "localizer", "E_sup": "ecg"}
+    references = {"ref_localizer": frame(5.0), "ref_ecg": frame(40.0)}
+    out = yardstick_differences(predictions, modalities, references, ["LVM"], n_bootstrap=300)
+    by = out.set_index("method")
+    assert (
+        by.loc["L_sup", "baseline"] == "ref_localizer" and by.loc["E_sup", "baseline"] == "ref_ecg"
+    )
+    assert by.loc["L_sup", "ci_high"] < 0 and by.loc["C-TRIP", "ci_high"] < 0  # below the CNN
+    assert by.loc["E_sup", "ci_low"] > 0  # above its (noisier) reference
+    assert set(out["method"]) == set(predictions)
+    no_ecg = yardstick_differences(predictions, modalities, {"ref_localizer": frame(5.0)}, ["LVM"],
+                                   n_bootstrap=100)  # fmt: skip
+    assert set(no_ecg["method"]) == {"L_sup", "C-TRIP"}
+    with pytest.raises(KeyError, match="no input modality"):
+        yardstick_differences(predictions, {"L_sup": "localizer"}, references, ["LVM"])

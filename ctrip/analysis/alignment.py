@@ -143,6 +143,27 @@ def participation_before_after(before: Mapping[str, Any], after: Mapping[str, An
     return pd.DataFrame(rows)
 
 
+def phenotype_participation(phenotypes: pd.DataFrame) -> dict[str, float]:
+    """Participation ratio of the phenotypes themselves, each z-scored (that of their
+    correlation matrix), over the subjects with every column present: how many effective
+    dimensions an embedding that carried exactly these phenotypes, and nothing else, would use.
+    Keys participation_ratio, n (subjects used), n_missing (left out for a missing value)."""
+    values = phenotypes.apply(pd.to_numeric, errors="coerce")
+    complete = values.dropna()
+    if len(complete) < 2:
+        raise ValueError(
+            f"phenotypes: {len(complete)} subject(s) with every one of {list(values.columns)} "
+            "present; the participation ratio needs at least 2"
+        )
+    sd = complete.std(ddof=1)
+    constant = sd.index[sd <= 0].tolist()
+    if constant:
+        raise ValueError(f"phenotypes: constant column(s) {constant} cannot be z-scored")
+    z = (complete - complete.mean()) / sd
+    return {"participation_ratio": participation_ratio(z.to_numpy()), "n": len(complete),
+            "n_missing": len(values) - len(complete)}  # fmt: skip
+
+
 def paired_r_differences(
     predictions: Mapping[str, pd.DataFrame],
     baseline: str,

@@ -178,3 +178,31 @@ def paired_differences(
                              "n_test": len(ids), "n_seeds": len(seeds),
                              "n_bootstrap": n_bootstrap})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def yardstick_differences(
+    predictions: Mapping[str, pd.DataFrame],
+    modalities: Mapping[str, str],
+    references: Mapping[str, pd.DataFrame],
+    cps: Sequence[str],
+    split: str = "test",
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each method against the reference baseline of its input modality (`references` maps
+    "ref_<modality>", e.g. "ref_localizer", to that baseline's predictions): `paired_differences`
+    per modality, so the baseline column names the reference each row is measured from. Methods
+    whose modality has no reference are left out."""
+    unknown = sorted(set(predictions) - set(modalities))
+    if unknown:
+        raise KeyError(f"no input modality given for method(s) {unknown}")
+    frames = []
+    for modality in dict.fromkeys(modalities[m] for m in predictions):
+        reference = f"ref_{modality}"
+        if reference not in references:
+            continue
+        group = {m: f for m, f in predictions.items() if modalities[m] == modality}
+        frames.append(paired_differences({**group, reference: references[reference]}, reference,
+                                         cps, split, n_bootstrap, seed))  # fmt: skip
+    columns = ["method", "baseline", "fraction", "cp", "r", "r_baseline", "difference"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -121,6 +121,51 @@ def yardstick_markdown(yardstick: pd.DataFrame, cps: list[str]) -> str:
             + "\n*{download}`Download as CSV </book/executed/tables/yardstick.csv>`.*\n")  # fmt: skip
 
 
+def yardstick_differences_markdown(gaps: pd.DataFrame, labels: dict[str, str],
+                                   references: dict[str, str], cps: list[str],
+                                   fraction: float) -> str:  # fmt: skip
+    """Table 3b: each transformer row minus the reference baseline of its input at `fraction`,
+    with its paired CI, and generated sentences naming the rows the reference clearly beats."""
+    if gaps.empty:
+        return ""
+    order = {cp: k for k, cp in enumerate(cps)}
+    at = gaps[np.isclose(gaps["fraction"], fraction) & gaps["cp"].isin(order)]
+    if at.empty:
+        return ""
+    at = at.sort_values("cp", key=lambda c: c.map(order), kind="stable")
+    rows, within, clearly_below = [], 0, []
+    for _, d in at.iterrows():
+        name, reference = (
+            labels.get(d["method"], d["method"]),
+            references.get(d["baseline"], d["baseline"]),
+        )
+        if d["ci_low"] <= 0 <= d["ci_high"]:
+            verdict = "no difference"
+        elif d["difference"] > 0:
+            verdict = "higher"
+        else:
+            verdict = "lower by more than 0.05" if d["ci_high"] < -0.05 else "lower"
+        within += d["difference"] >= -0.05
+        if d["ci_high"] < -0.05:
+            clearly_below.append(f"{name} on {d['cp']} ({_fmt(d['difference'], 3)})")
+        rows.append([str(d["cp"]), name, reference, _fmt(d["r"], 3), _fmt(d["r_baseline"], 3),
+                     _ci(d["difference"], d["ci_low"], d["ci_high"], 3), verdict])  # fmt: skip
+    caption = (f"Table 3b. Pearson r of each transformer row minus that of the reference baseline of "
+               f"its input (Table 3) on the same test subjects, at {fraction:.0%} of the training "
+               "split (mean over seeds; paired bootstrap 95% CI).")  # fmt: skip
+    header = ["CP", "Method", "reference", "r", "r reference", "Δr [95% CI]", "reading"]
+    text = _numbers_table(caption, "table-3b", header, rows)
+    text += (f"\n{within} of the {len(at)} rows and CPs come within 0.05 of their reference "
+             "or above it (point estimate).")  # fmt: skip
+    if clearly_below:
+        text += (" The whole CI lies more than 0.05 below the reference for "
+                 + "; ".join(clearly_below) + ". The reference reaches more from the same input, "
+                 "so for these rows the transformer at this profile's size and schedule, not the "
+                 "input, sets the limit: compare them with each other, not with the input's ceiling.")  # fmt: skip
+    return (text + " *{download}`Download as CSV "
+            "</book/executed/tables/yardstick_differences.csv>`.*\n")  # fmt: skip
+
+
 def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps: list[str]) -> str:
     """Table 4: difference in r from the comparison method per fraction, with its paired CI."""
     if differences.empty:
@@ -176,14 +221,22 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
         before_after = run_folder(results_dir, umaps.name) / "participation_before_after.csv"
         if before_after.exists():
             method = str(umaps.parameters.get("method", ""))
-            text += dimensionality_reading(pd.read_csv(before_after), labels.get(method, method))
+            phenotypes = before_after.with_name("phenotype_participation.csv")
+            phenotype_pr = (float(pd.read_csv(phenotypes)["participation_ratio"].iloc[0])
+                            if phenotypes.exists() else None)  # fmt: skip
+            text += dimensionality_reading(
+                pd.read_csv(before_after), labels.get(method, method), phenotype_pr
+            )
     return text
 
 
-def dimensionality_reading(participation: pd.DataFrame, label: str) -> str:
-    """One generated sentence: each modality's participation ratio in its pre-trained encoder's
+def dimensionality_reading(
+    participation: pd.DataFrame, label: str, phenotype_pr: float | None = None
+) -> str:
+    """Generated sentences: each modality's participation ratio in its pre-trained encoder's
     own feature space and after alignment (Fig. 2B's runs), so a reader sees whether few
-    effective dimensions come from Stage II or were there before it."""
+    effective dimensions come from Stage II or were there before it; and, when given, that of
+    the 18 z-scored CPs of the same subjects, what an embedding of the phenotypes alone uses."""
     if participation.empty:
         return ""
     p = participation.set_index("modality")
@@ -195,7 +248,12 @@ def dimensionality_reading(participation: pd.DataFrame, label: str) -> str:
     if p["before"].max() < 8:
         text += (", so the pre-trained features already concentrate on few directions "
                  "before Stage II aligns them")  # fmt: skip
-    return text + ".\n"
+    text += "."
+    if phenotype_pr is not None and np.isfinite(phenotype_pr):
+        text += (f" For comparison, the 18 CPs of the same subjects, each z-scored, have a "
+                 f"participation ratio of {phenotype_pr:.1f}: an embedding that carried exactly the "
+                 "phenotypes, and nothing else, would use about that many effective dimensions.")  # fmt: skip
+    return text + "\n"
 
 
 def alignment_reading(folds: list[float], ratios: list[float], dim: int) -> str:
@@ -755,14 +813,18 @@ def write_includes(
     attention = settings["figures"]["attention"]
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
     tables = includes.parent / "tables"  # every table of the results page, downloadable
-    for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "paired_differences.csv",
-                 "pearson_vs_fraction.csv", "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
+    for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "yardstick_differences.csv",
+                 "paired_differences.csv", "pearson_vs_fraction.csv", "oracle.csv", "coverage.csv",
+                 "screening.csv"):  # fmt: skip
         if (results_dir / name).exists():
             _write(tables / name, (results_dir / name).read_bytes())
     read = lambda name: (pd.read_csv(results_dir / name) if (results_dir / name).exists()  # noqa: E731
                          else pd.DataFrame())  # fmt: skip
     yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
-    _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps))
+    references = dict(zip(yardstick.get("method", []), yardstick.get("label", [])))
+    gaps = yardstick_differences_markdown(read("yardstick_differences.csv"), labels, references,
+                                          cps, float(settings["table2"]["fraction"]))  # fmt: skip
+    _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps) + "\n" + gaps)
     _write(includes / "alignment.md", alignment_markdown(plan, results_dir, labels))
     share_file, share = _heart_share_file(results_dir), None
     if share_file is not None:

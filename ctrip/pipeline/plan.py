@@ -188,6 +188,7 @@ def build_plan(settings: dict) -> list[Run]:
                 "oracle.csv",
                 "table2_seeds.csv",
                 "yardstick.csv",
+                "yardstick_differences.csv",
                 "paired_differences.csv",
             ],  # fmt: skip
         )
