@@ -116,6 +116,10 @@ def test_alignment_reading_says_what_the_numbers_say():
     chance = alignment_reading([0.9, 1.1], [12.0, 20.0], 256)
     assert "does not retrieve partners better than chance" in chance and "many" in chance
     assert alignment_reading([], [], 256) == ""
+    with_ci = alignment_reading([2.9, 4.1], [3.0], 256, [(2.0, 4.1), (3.0, 5.4)])
+    assert "2.9 to 4.1 times its chance level (the lower ends of its 95% CIs: 2.0 to 3.0" in with_ci
+    assert "not retrieve" not in with_ci
+    assert "not retrieve" in alignment_reading([1.6, 1.8], [3.0], 256, [(0.7, 2.5), (0.9, 2.7)])
 
 
 def test_screening_facts_name_each_coverage_outside_three_points(tmp_path):

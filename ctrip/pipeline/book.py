@@ -188,7 +188,9 @@ def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps:
 
 def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str]) -> str:
     """Table 5: cross-modal retrieval and participation ratios of every Stage II run."""
-    rows, folds, ratios, dims = [], [], [], []
+    from ctrip.analysis.screening import wilson_interval
+
+    rows, folds, fold_cis, ratios, dims = [], [], [], [], []
     for run in plan:
         folder = run_folder(results_dir, run.name)
         if run.step != "stage2" or not (folder / "retrieval.csv").exists():
@@ -201,21 +203,25 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
         temperatures = load_outputs(folder).get("temperatures") or {}
         for _, r in retrieval.iterrows():
             temp = next((v for k, v in temperatures.items() if r["gallery"] in k), np.nan)
+            low, high = wilson_interval(int(round(r["recall@10"] * r["n"])), int(r["n"]))
+            fold_cis.append((low / r["chance@10"], high / r["chance@10"]))
             rows.append([run.name.removeprefix("stage2_"), f"{r['query']} → {r['gallery']}",
                          str(int(r["n"])),
-                         *(f"{r[f'recall@{k}']:.3f} ({r[f'chance@{k}']:.3f})" for k in (1, 5, 10)),
+                         *(f"{r[f'recall@{k}']:.3f} ({r[f'chance@{k}']:.3f})" for k in (1, 5)),
+                         f"{r['recall@10']:.3f} [{low:.3f}, {high:.3f}] ({r['chance@10']:.3f})",
                          f"{r['median_rank']:.0f}", _fmt(temp, 3),
                          _fmt(participation.loc[r["query"], "participation_ratio"], 1),
                          _fmt(participation.loc[r["gallery"], "participation_ratio"], 1)])  # fmt: skip
     if not rows:
         return "*No Stage II run recorded alignment measures.*\n"
     caption = ("Table 5. Alignment after Stage II on the test split: recall@k of retrieving a "
-               "subject's own ECG or record from its localizer embedding (chance in brackets), "
+               "subject's own ECG or record from its localizer embedding (chance in round "
+               "brackets; recall@10 with its Wilson 95% CI), "
                "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
     header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
               "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
     text = _numbers_table(caption, "table-5", header, rows) + "\n"
-    text += alignment_reading(folds, ratios, int(max(dims)))
+    text += alignment_reading(folds, ratios, int(max(dims)), fold_cis)
     umaps = next((run for run in plan if run.name == "umaps"), None)
     if umaps is not None:  # Fig. 2B's runs: the same measure before alignment
         before_after = run_folder(results_dir, umaps.name) / "participation_before_after.csv"
@@ -256,16 +262,22 @@ def dimensionality_reading(
     return text + "\n"
 
 
-def alignment_reading(folds: list[float], ratios: list[float], dim: int) -> str:
-    """One generated sentence on Table 5: recall@10 as a multiple of chance, and how many
-    dimensions the embeddings use."""
+def alignment_reading(folds: list[float], ratios: list[float], dim: int,
+                      fold_cis: list[tuple[float, float]] | None = None) -> str:  # fmt: skip
+    """One generated sentence on Table 5: recall@10 as a multiple of chance (with the span of
+    its CIs, as multiples of chance, when given), and how many dimensions the embeddings use."""
     folds = [f for f in folds if np.isfinite(f)]
     ratios = [r for r in ratios if np.isfinite(r)]
+    cis = [c for c in fold_cis or [] if np.isfinite(c).all()]
     if not folds:
         return ""
     text = (f"Across the Stage II runs, recall@10 is {min(folds):.1f} to {max(folds):.1f} times "
             "its chance level")  # fmt: skip
-    if max(folds) < 1.5:
+    if cis:
+        lows = [c[0] for c in cis]
+        text += (f" (the lower ends of its 95% CIs: {min(lows):.1f} to {max(lows):.1f} times "
+                 "chance)")  # fmt: skip
+    if (max(c[0] for c in cis) <= 1.0) if cis else max(folds) < 1.5:
         text += ", so the alignment does not retrieve partners better than chance"
     if ratios:
         text += (f"; the embeddings' participation ratios lie between {min(ratios):.1f} and "
