@@ -71,7 +71,9 @@ def test_a_parameter_changes_only_the_runs_that_read_it():
     expected = run_config(make_config("smoke"), "stage2", ["localizer"], [["localizer", "ecg"]])
     assert base["stage2_L_E"].parameters["config"] == expected
     assert stage2["stage2"]["temperatures"]["localizer-ecg"] == 0.07
-    assert "augment" not in base["stage3_E_sup"].parameters["config"]  # ECG is never augmented
+    e_sup = base["stage3_E_sup"].parameters["config"]
+    assert "augment" not in e_sup  # the localizer's warps: not for an ECG run
+    assert e_sup["stage3"]["augment_ecg"] is True  # the ECG's time shift (smoke profile)
 
 
 def test_missing_or_changed_outputs_are_not_up_to_date(tmp_path, notebooks, tiny_cohort):  # noqa: F811

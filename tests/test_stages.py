@@ -9,7 +9,7 @@ import torch
 
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
-from ctrip.stages.augment import augment_images
+from ctrip.stages.augment import augment_images, shift_ecgs
 from ctrip.stages.checkpoint import load_encoder, load_mae
 from ctrip.stages.checkpoint import read_checkpoint as load_checkpoint
 from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, set_key
@@ -81,6 +81,34 @@ def test_augment_images():
     a = augment_images(x, generator=torch.Generator().manual_seed(0))
     b = augment_images(x, generator=torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x, atol=1e-2)
+
+
+def test_shift_ecgs_rotates_each_record_with_all_leads_together():
+    x = torch.arange(3 * 2 * 10, dtype=torch.float32).reshape(3, 2, 10)
+    shifted = shift_ecgs(x, generator=torch.Generator().manual_seed(1))
+    offsets = []
+    for record, original in zip(shifted, x):
+        offset = int((record[0, 0] - original[0, 0]).item())
+        assert torch.equal(record, torch.roll(original, -offset, dims=-1))  # every lead alike
+        offsets.append(offset)
+    assert len(set(offsets)) > 1  # each record its own offset
+    again = shift_ecgs(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(shifted, again)
+
+
+def test_the_ecg_shift_applies_to_training_ecg_batches_only():
+    from ctrip.stages.modules import TrainStage
+
+    torch.manual_seed(0)
+    x, image = torch.randn(8, 12, 50), torch.rand(2, 3, 8, 8)
+    module = TrainStage({"augment": False, "augment_ecg": True}, None)
+    module.train()
+    assert not torch.equal(module.maybe_augment(x, "ecg"), x)
+    assert torch.equal(module.maybe_augment(image, "localizer"), image)
+    module.eval()  # validation and inference see the record as it is
+    assert torch.equal(module.maybe_augment(x, "ecg"), x)
+    off = TrainStage({"augment": False, "augment_ecg": False}, None).train()
+    assert torch.equal(off.maybe_augment(x, "ecg"), x)
 
 
 @pytest.mark.parametrize("modality", ["localizer", "ecg", "tabular"])

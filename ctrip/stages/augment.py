@@ -1,5 +1,6 @@
-"""Localizer augmentations in plain torch (torchvision cannot be imported here): random resized
-crop, rotation and scaling, composed into one affine warp per image."""
+"""Training augmentations in plain torch (torchvision cannot be imported here): for localizers,
+random resized crop, rotation and scaling composed into one affine warp per image; for ECGs, a
+random circular time shift per record."""
 
 from __future__ import annotations
 
@@ -47,3 +48,13 @@ def augment_images(
     ).to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def shift_ecgs(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate each record of (B, leads, T) in time by its own uniform random offset in [0, T),
+    all leads together: what a record shows does not depend on where its window starts, and the
+    shift moves the beats across the patch grid, which a patch embedding would otherwise learn."""
+    B, leads, T = x.shape
+    offset = torch.randint(0, T, (B, 1, 1), generator=generator).to(x.device)
+    index = (torch.arange(T, device=x.device).view(1, 1, T) + offset) % T
+    return torch.gather(x, 2, index.expand(B, leads, T))

@@ -41,6 +41,8 @@ stage1 / stage2 / stage3     optimization of each stage
     patience                 early stopping: epochs without a lower validation loss
     augment                  random resized crop / rotation / scaling of localizer training
                              batches (see `augment`); never applied to other modalities
+    augment_ecg              random circular time shift of each training ECG (the phenotypes
+                             do not depend on where a 10-s record starts); the paper: off
     projection_dim           (stage2) shared space width (256)
     projection_hidden        (stage2) hidden width of Linear-GELU-Linear (null: encoder dim)
     temperatures             (stage2) initial temperature per pair, "localizer-ecg" 0.1,
@@ -114,6 +116,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "min_lr_ratio": 0.01,
         "patience": 8,
         "augment": True,
+        "augment_ecg": False,
     },
     "stage2": {
         "max_epochs": 20,
@@ -127,6 +130,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # no localizer augmentation: crops and zooms change the apparent heart size, which is
         # what the ECG and the record share with the localizer (bench_localizer_recipe --mode align)
         "augment": False,
+        "augment_ecg": False,
         "projection_dim": 256,
         "projection_hidden": None,
         "temperatures": {"localizer-ecg": 0.1, "localizer-tabular": 0.25, "ecg-tabular": 0.1},
@@ -145,6 +149,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "min_lr_ratio": 0.01,
         "patience": 6,
         "augment": False,
+        "augment_ecg": False,
         "hidden": [512, 256],
         "dropout": 0.3,
     },

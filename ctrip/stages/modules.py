@@ -22,7 +22,7 @@ from torch import nn
 
 from ctrip.losses import LocalizerCentricInfoNCE
 from ctrip.models import Encoder, MaskedAutoencoder, ProjectionHead, RegressionHead
-from ctrip.stages.augment import augment_images
+from ctrip.stages.augment import augment_images, shift_ecgs
 from ctrip.stages.inputs import modality_input
 
 
@@ -63,6 +63,8 @@ class TrainStage(L.LightningModule):
     def maybe_augment(self, x: Any, modality: str) -> Any:
         if self.training and self.stage.get("augment") and modality == "localizer":
             return augment_images(x, **self.augment)
+        if self.training and self.stage.get("augment_ecg") and modality == "ecg":
+            return shift_ecgs(x)
         return x
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
