@@ -182,6 +182,8 @@ def test_paper_reading_needs_cis_that_clear_the_runner_up():
     assert "LVEF at 3%: CMR_sup 0.90 [0.85, 0.95], next L_sup 0.88" in text
     assert "(not clearly CMR_sup first)" in text
     assert "E_sup is clearly last on 1 of 2 phenotypes" in text
+    assert "next L_sup 0.50 [0.40, 0.60] (not clearly E_sup last)" in text  # LVM only
+    assert text.count("(not clearly E_sup last)") == 1
     assert "LVM: C-TRIP 0.60 [0.50, 0.70], rank 1 of 2" in text
     assert "at 3% higher on LVM, no different on LVEF; at 100% lower on LVM" in text
     empty = paper_reading_markdown(_curves({}), differences, labels, ["LVM"], "L_sup", "L+E+T")
@@ -253,6 +255,11 @@ def test_yardstick_gaps_read_as_their_cis_say():
     assert "3 of the 4 rows and CPs come within 0.05 of their reference" in text
     assert "more than 0.05 below the reference for L_sup on LVM (-0.100)." in text
     assert "-0.500" not in text  # another fraction
+    assert "With 10% of the training split, no row's CI lies wholly above its reference." in text
+    gaps.loc[4, ["difference", "ci_low", "ci_high"]] = [0.2, 0.1, 0.3]
+    assert "the whole CI lies above the reference for L_sup on LVM (0.200 [0.100, 0.300])." in (
+        yardstick_differences_markdown(gaps, LABELS, refs, ["LVM", "LVEF"], 1.0)
+    )
     assert "more than 0.05 below" not in yardstick_differences_markdown(
         gaps.iloc[1:4], LABELS, refs, ["LVM"], 1.0
     )

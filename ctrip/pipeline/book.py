@@ -162,6 +162,15 @@ def yardstick_differences_markdown(gaps: pd.DataFrame, labels: dict[str, str],
                  + "; ".join(clearly_below) + ". The reference reaches more from the same input, "
                  "so for these rows the transformer at this profile's size and schedule, not the "
                  "input, sets the limit: compare them with each other, not with the input's ceiling.")  # fmt: skip
+    low = float(gaps["fraction"].min())
+    if not np.isclose(low, fraction):
+        small = gaps[np.isclose(gaps["fraction"], low) & gaps["cp"].isin(order)]
+        above = [f"{labels.get(d['method'], d['method'])} on {d['cp']} "
+                 f"({_ci(d['difference'], d['ci_low'], d['ci_high'], 3)})"
+                 for _, d in small.iterrows() if d["ci_low"] > 0]  # fmt: skip
+        text += (f" With {low:.0%} of the training split, "
+                 + ("the whole CI lies above the reference for " + "; ".join(above) + "."
+                    if above else "no row's CI lies wholly above its reference."))  # fmt: skip
     return (text + " *{download}`Download as CSV "
             "</book/executed/tables/yardstick_differences.csv>`.*\n")  # fmt: skip
 
@@ -517,7 +526,8 @@ def paper_reading_markdown(curves: pd.DataFrame, differences: pd.DataFrame,
             clear = ranked.index[-1] == "E_sup" and last["r_ci_high"] < before["r_ci_low"]
             held += clear
             said.append(f"{cp}: lowest {name(ranked.index[-1])} {_r(last)}, next "
-                        f"{name(ranked.index[-2])} {_r(before)}")  # fmt: skip
+                        f"{name(ranked.index[-2])} {_r(before)}"
+                        + ("" if clear else " (not clearly E_sup last)"))  # fmt: skip
         lines.append(f"- *The ECG-only model is the weakest overall.* At {high:.0%}, E_sup is clearly "
                      f"last on {held} of {len(cps)} phenotypes: " + "; ".join(said) + ".")  # fmt: skip
 
