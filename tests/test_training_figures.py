@@ -130,3 +130,37 @@ def test_fraction_curves_keep_grey_for_the_references_and_skip_a_reference_witho
         rgb = mcolors.to_rgb(line.get_color())
         grey = max(rgb) - min(rgb) < 1e-6
         assert grey == (line.get_linestyle() == "--"), line.get_label()
+
+
+class _FixedReconstruction(torch.nn.Module):
+    """Stands in for an MAE: hides every other token and predicts either the exact patches or
+    the standardized mean (zeros)."""
+
+    def __init__(self, tokenizer, exact: bool) -> None:
+        super().__init__()
+        self.encoder = torch.nn.Module()
+        self.encoder.tokenizer, self.exact = tokenizer, exact
+
+    def forward(self, x, generator=None):
+        tokenizer = self.encoder.tokenizer
+        patches = tokenizer.patchify(x)
+        mask = torch.zeros(patches.shape[:2])
+        mask[:, ::2] = 1
+        pred = patches if self.exact else torch.zeros_like(patches)
+        return tokenizer.reconstruction_loss(pred, x, mask), pred, mask
+
+
+def test_reconstruction_skill_is_zero_for_the_mean_and_one_for_the_signal():
+    from ctrip.analysis.training import describe_reconstruction_skill, reconstruction_skill
+
+    tokenizer = ECGTokenizer(200, 10, 32, per_lead=False, input_mean=0.5, input_std=2.0)
+    x = torch.randn(5, 12, 200) * 2.0 + 0.5
+    mean = reconstruction_skill(_FixedReconstruction(tokenizer, False), x, batch_size=2)
+    assert mean["skill"] == 0.0 and mean["loss"] == mean["mean_loss"] > 0 and mean["n"] == 5
+    assert "hardly better than the mean" in describe_reconstruction_skill(mean, "ecg")
+    exact = reconstruction_skill(_FixedReconstruction(tokenizer, True), x)
+    assert exact["skill"] == 1.0 and exact["loss"] == 0.0
+    text = describe_reconstruction_skill(exact, "ecg")
+    assert "skill 1.00" in text and "hardly" not in text
+    real = MaskedAutoencoder(Encoder(ECGTokenizer(200, 10, 32), 1, 2), 16, 1, 2)
+    assert np.isfinite(reconstruction_skill(real, x)["skill"])

@@ -89,6 +89,41 @@ def reconstruction_figure(mae, x: torch.Tensor, seed: int = 0, lead: int = 1) ->
     return fig
 
 
+@torch.no_grad()
+def reconstruction_skill(
+    mae, x: torch.Tensor, seed: int = 0, batch_size: int = 128
+) -> dict[str, float]:
+    """The MAE's loss on the hidden patches of `x` beside the loss of predicting every hidden
+    value as the training mean of the signal (0 in the tokenizer's standardized units), on the
+    same masks; skill = 1 - loss / mean_loss (0: no better than the mean, 1: exact)."""
+    mae.eval()
+    tokenizer, generator = mae.encoder.tokenizer, torch.Generator().manual_seed(seed)
+    loss = mean_loss = hidden = 0.0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        batch_loss, pred, mask = mae(xb, generator=generator)
+        n = float(mask.sum())
+        loss += float(batch_loss) * n
+        mean_loss += float(tokenizer.reconstruction_loss(torch.zeros_like(pred), xb, mask)) * n
+        hidden += n
+    if hidden == 0:
+        raise ValueError("no hidden patch to score: the mask ratio is 0 or x is empty")
+    loss, mean_loss = loss / hidden, mean_loss / hidden
+    return {"loss": loss, "mean_loss": mean_loss, "skill": 1.0 - loss / mean_loss,
+            "n": int(len(x))}  # fmt: skip
+
+
+def describe_reconstruction_skill(skill: Mapping[str, float], modality: str) -> str:
+    """One sentence on `reconstruction_skill`: how much of the hidden signal the MAE recovers."""
+    text = (f"On {skill['n']} validation subjects, the {modality} autoencoder's error on the hidden "
+            f"patches is {skill['loss']:.3f} against {skill['mean_loss']:.3f} for predicting the "
+            f"signal's training mean (skill {skill['skill']:.2f}; 0: no better than the mean)")  # fmt: skip
+    if skill["skill"] < 0.05:
+        text += (": it reconstructs the hidden patches hardly better than the mean, so its "
+                 "encoder learns little in Stage I and Stage II trains it")  # fmt: skip
+    return text + "."
+
+
 def plot_predicted_vs_reference(
     predictions: pd.DataFrame, cps: Sequence[str], split: str = "test"
 ) -> Figure:
