@@ -286,7 +286,9 @@ def alignment_reading(folds: list[float], ratios: list[float], dim: int,
         lows = [c[0] for c in cis]
         text += (f" (the lower ends of its 95% CIs: {min(lows):.1f} to {max(lows):.1f} times "
                  "chance)")  # fmt: skip
-    if (max(c[0] for c in cis) <= 1.0) if cis else max(folds) < 1.5:
+    # no better than chance: every CI reaches down to chance (without CIs: under 1.5x chance)
+    no_better = max(c[0] for c in cis) <= 1.0 if cis else max(folds) < 1.5
+    if no_better:
         text += ", so the alignment does not retrieve partners better than chance"
     if ratios:
         text += (f"; the embeddings' participation ratios lie between {min(ratios):.1f} and "
