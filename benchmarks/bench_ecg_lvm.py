@@ -69,17 +69,17 @@ def simulate(n: int, seed: int, cache: Path) -> tuple[np.ndarray, object, object
     return np.load(stem.with_suffix(".npy"), mmap_mode="r"), pop, latents
 
 
-def reference_ecg_latents(n: int, start: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """ECG oracle features and LV mass of subjects start .. start + n (the signal not rendered)."""
+def population_and_ecg_latents(seed: int, start: int, n: int) -> tuple[object, object]:
+    """Population and ECG latents of subjects start .. start + n, 20,000 at a time, the signal
+    not rendered (cheap: what the ceiling is fitted on)."""
     import pandas as pd
 
     fs = SynthSizes.for_profile("default").ecg_sampling_rate_hz
-    parts, lvm = [], []
+    pops, latents = [], []
     for a in range(start, start + n, 20000):
-        pop = sample_population(seed, range(a, min(start + n, a + 20000)))
-        parts.append(ecg_latents(pop, seed, fs))
-        lvm.append(pop["LVM"].to_numpy())
-    return oracle_features(pd.concat(parts, ignore_index=True), "ecg"), np.concatenate(lvm)
+        pops.append(sample_population(seed, range(a, min(start + n, a + 20000))))
+        latents.append(ecg_latents(pops[-1], seed, fs))
+    return pd.concat(pops, ignore_index=True), pd.concat(latents, ignore_index=True)
 
 
 def main() -> None:
@@ -102,9 +102,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.ceiling_only:
-        ecg, pop = None, sample_population(args.seed, range(args.n))
-        fs = SynthSizes.for_profile("default").ecg_sampling_rate_hz
-        latents = ecg_latents(pop, args.seed, fs)
+        ecg, (pop, latents) = None, population_and_ecg_latents(args.seed, 0, args.n)
     else:
         ecg, pop, latents = simulate(args.n, args.seed, args.cache)
     order = np.random.default_rng(args.seed).permutation(args.n)
@@ -123,10 +121,11 @@ def main() -> None:
     print(f"fitting the ECG ceiling for LVM on {args.ceiling_reference} subjects ...", flush=True)
     start = time.perf_counter()
     features = oracle_features(latents, "ecg")
-    x_ref, y_ref = reference_ecg_latents(args.ceiling_reference, args.n, args.seed)
+    ref_pop, ref_latents = population_and_ecg_latents(args.seed, args.n, args.ceiling_reference)
+    x_ref = oracle_features(ref_latents, "ecg").reindex(columns=features.columns, fill_value=0.0)
     ceiling = ceiling_from_features(
-        x_ref.reindex(columns=features.columns, fill_value=0.0).to_numpy(),
-        y_ref,
+        x_ref.to_numpy(),
+        ref_pop["LVM"].to_numpy(),
         features.to_numpy()[test],
         seed=args.seed,
     )

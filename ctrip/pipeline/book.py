@@ -51,6 +51,14 @@ def _ci(value: float, low: float, high: float, digits: int = 1) -> str:
     return f"{_fmt(value, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
+def _reading(d: pd.Series, same: str, up: str, down: str) -> str:
+    """How a paired difference reads: `same` when its CI contains 0, else `up` or `down` by the
+    sign of the difference."""
+    if d["ci_low"] <= 0 <= d["ci_high"]:
+        return same
+    return up if d["difference"] > 0 else down
+
+
 def _numbers_table(caption: str, name: str, header: list[str], rows: list[list[str]]) -> str:
     """A numbered, captioned MyST table whose cells stay on one line (CSS class "numbers")."""
     return (
@@ -135,18 +143,14 @@ def yardstick_differences_markdown(gaps: pd.DataFrame, labels: dict[str, str],
     at = at.sort_values("cp", key=lambda c: c.map(order), kind="stable")
     rows, within, clearly_below = [], 0, []
     for _, d in at.iterrows():
-        name, reference = (
-            labels.get(d["method"], d["method"]),
-            references.get(d["baseline"], d["baseline"]),
+        name = labels.get(d["method"], d["method"])
+        reference = references.get(d["baseline"], d["baseline"])
+        clearly = d["ci_high"] < -0.05
+        verdict = _reading(
+            d, "no difference", "higher", "lower by more than 0.05" if clearly else "lower"
         )
-        if d["ci_low"] <= 0 <= d["ci_high"]:
-            verdict = "no difference"
-        elif d["difference"] > 0:
-            verdict = "higher"
-        else:
-            verdict = "lower by more than 0.05" if d["ci_high"] < -0.05 else "lower"
         within += d["difference"] >= -0.05
-        if d["ci_high"] < -0.05:
+        if clearly:
             clearly_below.append(f"{name} on {d['cp']} ({_fmt(d['difference'], 3)})")
         rows.append([str(d["cp"]), name, reference, _fmt(d["r"], 3), _fmt(d["r_baseline"], 3),
                      _ci(d["difference"], d["ci_low"], d["ci_high"], 3), verdict])  # fmt: skip
@@ -182,8 +186,7 @@ def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps:
     baseline = labels.get(differences["baseline"].iloc[0], differences["baseline"].iloc[0])
     rows = []
     for _, d in differences.sort_values(["cp", "fraction"], kind="stable").iterrows():
-        verdict = ("no difference" if d["ci_low"] <= 0 <= d["ci_high"]
-                   else "higher" if d["difference"] > 0 else "lower")  # fmt: skip
+        verdict = _reading(d, "no difference", "higher", "lower")
         rows.append([str(d["cp"]), f"{d['fraction']:.0%}", labels.get(d["method"], d["method"]),
                      _fmt(d["r"], 3), _fmt(d["r_baseline"], 3),
                      _ci(d["difference"], d["ci_low"], d["ci_high"], 3), verdict])  # fmt: skip
@@ -424,8 +427,7 @@ def key_result_markdown(differences: pd.DataFrame, labels: dict[str, str], metho
         said = []
         for cp in [c for c in cps if c in rows.index]:
             d = rows.loc[cp]
-            word = ("no different" if d["ci_low"] <= 0 <= d["ci_high"]
-                    else "higher" if d["difference"] > 0 else "lower")  # fmt: skip
+            word = _reading(d, "no different", "higher", "lower")
             said.append(f"{cp} r {_fmt(d['r'], 2)} vs {_fmt(d['r_baseline'], 2)} "
                         f"(Δr {_ci(d['difference'], d['ci_low'], d['ci_high'], 2)}, {word})")  # fmt: skip
         return "; ".join(said)
@@ -458,8 +460,7 @@ def comparison_sentences(differences: pd.DataFrame, table: pd.DataFrame, yardsti
                 if d.empty:
                     continue
                 d = d.iloc[0]
-                word = ("no different from" if d["ci_low"] <= 0 <= d["ci_high"]
-                        else "above" if d["difference"] > 0 else "below")  # fmt: skip
+                word = _reading(d, "no different from", "above", "below")
                 parts.append(
                     f"{cp} Δr {_ci(d['difference'], d['ci_low'], d['ci_high'], 3)} ({word})"
                 )
@@ -635,6 +636,9 @@ def profile_markdown(settings: dict) -> str:
     def augment(stage: str, cfg: dict, key: str = "augment") -> str:
         return "on" if cfg[stage].get(key) else "off"
 
+    def per_stage(cfg: dict, key: str) -> str:
+        return " / ".join(str(cfg[s][key]) for s in ("stage1", "stage2", "stage3"))
+
     rows = [
         ["subjects", subjects, "UK Biobank imaging visit", "enough test subjects to tell methods apart, within the compute"],
         ["localizer / CMR image", image, "224 x 224", compute],
@@ -648,12 +652,10 @@ def profile_markdown(settings: dict) -> str:
          "(`benchmarks/bench_localizer_recipe.py`); the stem keeps MAE masking patch-wise"],
         ["ECG ViT (dim / depth / heads)", f"{ecg['dim']} / {ecg['depth']} / {ecg['heads']}", f"{pecg['dim']} / {pecg['depth']} / {pecg['heads']}", compute],
         ["tabular transformer (dim / depth)", f"{tab['dim']} / {tab['depth']}", f"{ptab['dim']} / {ptab['depth']}", compute],
-        ["epochs Stage I / II / III (max)", " / ".join(str(config[s]["max_epochs"]) for s in ("stage1", "stage2", "stage3")),
-         " / ".join(str(paper[s]["max_epochs"]) for s in ("stage1", "stage2", "stage3")),
+        ["epochs Stage I / II / III (max)", per_stage(config, "max_epochs"), per_stage(paper, "max_epochs"),
          compute + "; early stopping on the validation loss"],
         ["early-stopping patience Stage I / II / III (epochs)",
-         " / ".join(str(config[s]["patience"]) for s in ("stage1", "stage2", "stage3")),
-         " / ".join(str(paper[s]["patience"]) for s in ("stage1", "stage2", "stage3")),
+         per_stage(config, "patience"), per_stage(paper, "patience"),
          "Stage II's validation loss rises steadily past its minimum, so a short patience keeps "
          "the same weights for less compute; Stage III's swings while its learning rate is high"],
         ["batch size", str(config["stage1"]["batch_size"]), str(paper["stage1"]["batch_size"]),
