@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_synth.py [--n 256] [--n-paper 32]
 
-Target: >= 200 whole subjects/s at default sizes on one core. Two figures per stage: wall clock
-and this process's CPU time (the second is the one-core figure when other jobs share the CPUs).
+Target: >= 200 whole subjects/s at default sizes on one core. "oracle reference" is the latents
+alone of a subject (no images, no ECG signal), as the oracle ceiling's reference sample draws
+them. Two figures per stage: wall clock and this process's CPU time (the second is the one-core figure when other jobs share the CPUs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ctrip.data.ecg import measure_intervals_batch  # noqa: E402
 from ctrip.data.synth import SynthSizes, generate_subjects, sample_population  # noqa: E402
 from ctrip.data.synth.cine import render_cine  # noqa: E402
 from ctrip.data.synth.ecg_model import simulate_ecg  # noqa: E402
+from ctrip.data.synth.generate import reference_subjects  # noqa: E402
 from ctrip.data.synth.localizer import render_localizers  # noqa: E402
 
 
@@ -46,6 +48,7 @@ def bench_profile(profile: str, n: int) -> None:
         "ecg signal": lambda: simulate_ecg(pop, 0, fs, seconds),
         "ecg intervals": lambda: measure_intervals_batch(ecg, fs),
         "whole subject": lambda: generate_subjects(0, range(n), sizes),
+        "oracle reference": lambda: reference_subjects(0, range(n), sizes),
     }
     for name, fn in stages.items():
         wall, cpu = rate(fn, n)

@@ -9,10 +9,10 @@ import torch
 
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
-from ctrip.stages.augment import augment_images, shift_ecgs
+from ctrip.stages.augment import augment_images, rotate_and_translate, shift_ecgs
 from ctrip.stages.checkpoint import load_encoder, load_mae
 from ctrip.stages.checkpoint import read_checkpoint as load_checkpoint
-from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, set_key
+from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, run_config, set_key
 from ctrip.stages.inference import embed, load_regressor
 from ctrip.stages.modules import warmup_cosine
 from ctrip.stages.train import run_stage1, run_stage2, run_stage3
@@ -31,8 +31,14 @@ CONFIG = make_config(
             "lr": 3e-3,
             "patience": 100,
             "augment": False,
+            "augment_rigid": False,  # these are overfit checks: nothing to keep them from it
         },
-        "stage3": {"max_epochs": 20, "patience": 100, "lr_encoder_scratch": 1e-3},
+        "stage3": {
+            "max_epochs": 20,
+            "patience": 100,
+            "lr_encoder_scratch": 1e-3,
+            "augment_rigid": False,
+        },
         "trainer": {"accelerator": "cpu", "threads": 1},
     },
 )
@@ -81,6 +87,49 @@ def test_augment_images():
     a = augment_images(x, generator=torch.Generator().manual_seed(0))
     b = augment_images(x, generator=torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x, atol=1e-2)
+
+
+def _disk(size: int, cx: float, cy: float, radius: float) -> torch.Tensor:
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    return (((grid[None, :] - cx) ** 2 + (grid[:, None] - cy) ** 2) <= radius**2).float()
+
+
+def test_rotate_and_translate_moves_but_keeps_sizes():
+    size = 32
+    images = torch.stack([_disk(size, 14 + k, 16, 5 + k) for k in range(4)])[:, None]
+    x = images.expand(4, 3, size, size).clone()  # three slices alike
+    assert torch.allclose(rotate_and_translate(x, 0.0, 0.0), x, atol=1e-5)
+    # a shift of 2 / 32 of the side moves the image by whole pixels along each axis
+    generator = torch.Generator().manual_seed(0)
+    moved = rotate_and_translate(x, 0.0, 2 / size, generator=generator)
+    areas, moved_areas = x.sum(dim=(2, 3)), moved.sum(dim=(2, 3))
+    assert torch.allclose(moved_areas, areas, rtol=0.02)  # the disk stays whole and its size
+    centre = (moved[:, 0] * torch.arange(size)).sum(dim=(1, 2)) / moved[:, 0].sum(dim=(1, 2))
+    shifts = centre - (x[:, 0] * torch.arange(size)).sum(dim=(1, 2)) / areas[:, 0]
+    assert shifts.abs().max() <= 2.0 + 1e-3 and len(set(shifts.round(decimals=3).tolist())) > 1
+    turned = rotate_and_translate(x, 30.0, 0.0, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(turned.sum(dim=(2, 3)), areas, rtol=0.05)  # no zoom
+    assert torch.equal(turned[:, 0], turned[:, 2])  # every slice of an image alike
+    again = rotate_and_translate(x, 30.0, 0.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(turned, again)
+
+
+def test_rigid_augmentation_applies_to_training_image_batches_only():
+    from ctrip.stages.modules import TrainStage
+
+    torch.manual_seed(0)
+    image, ecg = torch.rand(2, 3, 8, 8), torch.randn(2, 12, 50)
+    stage = {"augment": False, "augment_rigid": True, "augment_ecg": False}
+    module = TrainStage(stage, None, DEFAULT_CONFIG["rigid"]).train()
+    for modality in ("localizer", "cmr"):
+        assert not torch.equal(module.maybe_augment(image, modality), image)
+    assert torch.equal(module.maybe_augment(ecg, "ecg"), ecg)
+    module.eval()
+    assert torch.equal(module.maybe_augment(image, "localizer"), image)
+    config = set_key(DEFAULT_CONFIG, "stage3.augment_rigid", True)
+    assert run_config(config, "stage3", ["localizer"])["rigid"] == DEFAULT_CONFIG["rigid"]
+    assert "rigid" not in run_config(config, "stage3", ["ecg"])  # its key ignores the setting
+    assert "rigid" not in run_config(DEFAULT_CONFIG, "stage3", ["localizer"])
 
 
 def test_shift_ecgs_rotates_each_record_with_all_leads_together():

@@ -636,6 +636,11 @@ def profile_markdown(settings: dict) -> str:
     def augment(stage: str, cfg: dict, key: str = "augment") -> str:
         return "on" if cfg[stage].get(key) else "off"
 
+    def image_augment(stage: str, cfg: dict) -> str:
+        kinds = [name for key, name in (("augment", "crop, rotation, zoom"),
+                                        ("augment_rigid", "rotation, shift")) if cfg[stage].get(key)]  # fmt: skip
+        return " + ".join(kinds) or "off"
+
     def per_stage(cfg: dict, key: str) -> str:
         return " / ".join(str(cfg[s][key]) for s in ("stage1", "stage2", "stage3"))
 
@@ -665,9 +670,15 @@ def profile_markdown(settings: dict) -> str:
          "over far fewer epochs than the paper's, 1e-4 leaves the encoder near its start (C-TRIP, seed 0: test "
          "LVM r 0.60 at 1e-4, 0.80 at 1e-3); 1e-3 is the encoder rate of the rows trained from "
          "scratch, so the localizer rows differ in their initialization only"],
-        ["localizer augmentation in Stage II", augment("stage2", config), augment("stage2", paper),
-         "crops and zooms change the apparent heart size, which the ECG and the record carry; "
-         "without them the alignment learns more (retrieval, `benchmarks/bench_stage2_alignment.py`)"],
+        ["image augmentation in Stage II / III",
+         f"{image_augment('stage2', config)} / {image_augment('stage3', config)}",
+         f"{image_augment('stage2', paper)} / {image_augment('stage3', paper)}",
+         "crops and zooms change the apparent heart size, which the labels, the ECG and the record "
+         "carry; a rotation (up to 10 degrees) and a shift (up to 1/16 of the side) keep it, and teach "
+         "the ViT the indifference to position that a CNN has by construction. On the last "
+         "book's cohort, test LVM r: L_sup, 100%, seeds 0 / 1, 0.865 / 0.827 without, "
+         "0.886 / 0.881 with (Stage III); C-TRIP, 3%, seeds 0 / 1, 0.617 / 0.544 without, "
+         "0.680 / 0.686 with (Stages II and III)"],
         ["ECG time shift in Stage II / III", f"{augment('stage2', config, 'augment_ecg')} / "
          f"{augment('stage3', config, 'augment_ecg')}",
          f"{augment('stage2', paper, 'augment_ecg')} / {augment('stage3', paper, 'augment_ecg')}",

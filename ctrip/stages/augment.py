@@ -1,6 +1,7 @@
 """Training augmentations in plain torch (torchvision cannot be imported here): for localizers,
-random resized crop, rotation and scaling composed into one affine warp per image; for ECGs, a
-random circular time shift per record."""
+random resized crop, rotation and scaling composed into one affine warp per image (the paper's),
+or a rotation and translation that keep every size in the image; for ECGs, a random circular
+time shift per record."""
 
 from __future__ import annotations
 
@@ -45,6 +46,33 @@ def augment_images(
             torch.stack([width * sin, height * cos, cy], dim=1),
         ],
         dim=1,
+    ).to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rotate_and_translate(
+    x: torch.Tensor,
+    rotation_deg: float = 10.0,
+    translate: float = 0.0625,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Rotate each image of (B, C, H, W) by a uniform angle in +-rotation_deg about its centre
+    and shift it by a uniform offset in +-translate of its side along each axis (all C slices
+    alike; outside the image is zero). Unlike `augment_images` it keeps the scale, so a size
+    read from the image (heart volume, LV mass) stays the size of the label; and it teaches a
+    ViT the invariance to position that a CNN has by construction."""
+    B = x.shape[0]
+
+    def uniform(bound: float) -> torch.Tensor:
+        return (2 * torch.rand(B, generator=generator, dtype=torch.float64) - 1) * bound
+
+    angle = uniform(rotation_deg * math.pi / 180)
+    # affine_grid's coordinates span [-1, 1]: a shift of a fraction f of the side is 2 f
+    tx, ty = uniform(2 * translate), uniform(2 * translate)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], dim=1), torch.stack([sin, cos, ty], dim=1)], dim=1
     ).to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

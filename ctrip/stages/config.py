@@ -41,6 +41,9 @@ stage1 / stage2 / stage3     optimization of each stage
     patience                 early stopping: epochs without a lower validation loss
     augment                  random resized crop / rotation / scaling of localizer training
                              batches (see `augment`); never applied to other modalities
+    augment_rigid            random rotation and translation of image training batches
+                             (localizer, CMR; see `rigid`): unlike `augment` it keeps the
+                             apparent heart size; the paper: off
     augment_ecg              random circular time shift of each training ECG (the phenotypes
                              do not depend on where a 10-s record starts); the paper: off
     projection_dim           (stage2) shared space width (256)
@@ -53,6 +56,8 @@ stage1 / stage2 / stage3     optimization of each stage
     hidden, dropout          (stage3) regression MLP widths [512, 256] and dropout 0.3
 augment                      crop_scale (area fraction range), crop_ratio (aspect range),
                              rotation_deg (uniform +-), scale (zoom range)
+rigid                        rotation_deg (uniform +-), translate (uniform +-, a fraction of the
+                             image side, along each axis)
 trainer                      accelerator ("auto", "cpu", "gpu"), devices, num_nodes, strategy
                              ("auto", "ddp", ...), precision ("32-true", "bf16-mixed", ...),
                              num_workers (data loader processes), enable_progress_bar,
@@ -116,6 +121,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "min_lr_ratio": 0.01,
         "patience": 8,
         "augment": True,
+        "augment_rigid": False,
         "augment_ecg": False,
     },
     "stage2": {
@@ -130,6 +136,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # no localizer augmentation: crops and zooms change the apparent heart size, which is
         # what the ECG and the record share with the localizer (bench_localizer_recipe --mode align)
         "augment": False,
+        "augment_rigid": False,
         "augment_ecg": False,
         "projection_dim": 256,
         "projection_hidden": None,
@@ -149,6 +156,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "min_lr_ratio": 0.01,
         "patience": 6,
         "augment": False,
+        "augment_rigid": False,
         "augment_ecg": False,
         "hidden": [512, 256],
         "dropout": 0.3,
@@ -159,6 +167,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "rotation_deg": 10.0,
         "scale": [0.9, 1.1],
     },
+    # +-10 degrees as the paper's warp; +-0.0625 of the side is +-8.75 mm of the 140-mm crop,
+    # a uniform shift whose SD (5 mm) is the simulated centring error of the crop
+    "rigid": {"rotation_deg": 10.0, "translate": 0.0625},
     "trainer": {
         "accelerator": "auto",
         "devices": 1,
@@ -264,7 +275,7 @@ def run_config(
 ) -> dict[str, Any]:
     """What one run of `stage` on `modalities` reads of the full `config`: their models, the
     stage's section (Stage II: only the temperatures of its pairs), the augmentation when
-    localizer batches are augmented, and the trainer. The plan gives this to the notebook,
+    image batches are augmented, and the trainer. The plan gives this to the notebook,
     which trains with it and stores it in the checkpoint."""
     section = copy.deepcopy(config[stage])
     models = list(modalities)
@@ -280,6 +291,8 @@ def run_config(
     }
     if "localizer" in models and section.get("augment"):
         out["augment"] = copy.deepcopy(config["augment"])
+    if set(models) & {"localizer", "cmr"} and section.get("augment_rigid"):
+        out["rigid"] = copy.deepcopy(config["rigid"])
     return out
 
 

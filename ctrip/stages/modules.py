@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctrip.data.schema import IMAGE_MODALITIES
 from ctrip.losses import LocalizerCentricInfoNCE
 from ctrip.models import Encoder, MaskedAutoencoder, ProjectionHead, RegressionHead
-from ctrip.stages.augment import augment_images, shift_ecgs
+from ctrip.stages.augment import augment_images, rotate_and_translate, shift_ecgs
 from ctrip.stages.inputs import modality_input
 
 
@@ -55,14 +56,21 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict
 class TrainStage(L.LightningModule):
     """Optimizer, schedule, augmentation and logging shared by the stages."""
 
-    def __init__(self, stage: dict[str, Any], augment: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        stage: dict[str, Any],
+        augment: dict[str, Any] | None,
+        rigid: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.stage = stage
-        self.augment = augment or {}
+        self.augment, self.rigid = augment or {}, rigid or {}
 
     def maybe_augment(self, x: Any, modality: str) -> Any:
         if self.training and self.stage.get("augment") and modality == "localizer":
             return augment_images(x, **self.augment)
+        if self.training and self.stage.get("augment_rigid") and modality in IMAGE_MODALITIES:
+            return rotate_and_translate(x, **self.rigid)
         if self.training and self.stage.get("augment_ecg") and modality == "ecg":
             return shift_ecgs(x)
         return x
@@ -94,8 +102,9 @@ class Stage1Module(TrainStage):
         modality: str,
         stage: dict[str, Any],
         augment: dict[str, Any] | None = None,
+        rigid: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(stage, augment)
+        super().__init__(stage, augment, rigid)
         self.mae = mae
         self.modality = modality
 
@@ -122,8 +131,9 @@ class Stage2Module(TrainStage):
         criterion: LocalizerCentricInfoNCE,
         stage: dict[str, Any],
         augment: dict[str, Any] | None = None,
+        rigid: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(stage, augment)
+        super().__init__(stage, augment, rigid)
         self.encoders = nn.ModuleDict(encoders)
         self.projections = nn.ModuleDict(
             {
@@ -184,8 +194,9 @@ class Stage3Module(TrainStage):
         encoder_lr: float,
         frozen: bool = False,
         augment: dict[str, Any] | None = None,
+        rigid: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(stage, augment)
+        super().__init__(stage, augment, rigid)
         self.encoder, self.head, self.modality = encoder, head, modality
         self.encoder_lr, self.frozen = encoder_lr, frozen
         if frozen:

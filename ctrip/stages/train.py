@@ -170,7 +170,9 @@ def run_stage1(
     _prepare(config, seed)
     dm = _datamodule(cohort, (modality,), config, "stage1", seed, tabular_variant)
     mae = new_mae(modality, config, cohort, dm.stats)
-    module = Stage1Module(mae, modality, config["stage1"], config.get("augment"))
+    module = Stage1Module(
+        mae, modality, config["stage1"], config.get("augment"), config.get("rigid")
+    )
     trainer, best = _fit(module, dm, config, "stage1", out_dir)
     ckpt = _common("stage1", config, seed, cohort, tabular_variant, dm.stats, best)
     ckpt.update(
@@ -226,7 +228,7 @@ def run_stage2(
         auxiliary, "localizer", stage["temperatures"], ecg_tabular,
         stage["learn_temperature"], tuple(stage["temperature_bounds"]),
     )  # fmt: skip
-    module = Stage2Module(nets, criterion, stage, config.get("augment"))
+    module = Stage2Module(nets, criterion, stage, config.get("augment"), config.get("rigid"))
     trainer, best = _fit(module, dm, config, "stage2", out_dir)
     ckpt = _common("stage2", config, seed, cohort, tabular_variant, dm.stats, best)
     ckpt.update(
@@ -286,7 +288,16 @@ def run_stage3(
     else:
         encoder, encoder_lr = _init_encoder(init, modality, fresh), stage["lr_encoder"]
     head = RegressionHead(encoder.dim, len(CP_NAMES), stage["hidden"], stage["dropout"])
-    module = Stage3Module(encoder, head, modality, stage, encoder_lr, frozen, config.get("augment"))
+    module = Stage3Module(
+        encoder,
+        head,
+        modality,
+        stage,
+        encoder_lr,
+        frozen,
+        config.get("augment"),
+        config.get("rigid"),
+    )
     trainer, best = _fit(module, dm, config, "stage3", out_dir)
     model = CPRegressor(module.encoder, module.head, modality, dm.stats)
     ckpt = _common("stage3", config, seed, cohort, tabular_variant, dm.stats, best)

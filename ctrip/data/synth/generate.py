@@ -17,9 +17,9 @@ from tqdm import tqdm
 from ctrip.data.cohort import CohortWriter
 from ctrip.data.ecg import INTERVAL_COLUMNS, measure_intervals_batch
 from ctrip.data.schema import CP_NAMES
-from ctrip.data.synth.cine import render_cine
+from ctrip.data.synth.cine import cine_latents, render_cine
 from ctrip.data.synth.ecg_model import ecg_latents, simulate_ecg
-from ctrip.data.synth.localizer import render_localizers_and_masks
+from ctrip.data.synth.localizer import localizer_latents, render_localizers_and_masks
 from ctrip.data.synth.population import MISSING, sample_population, subject_rng
 from ctrip.data.synth.sizes import SynthSizes
 
@@ -138,19 +138,22 @@ def generate_subjects(
 def reference_subjects(
     seed: int, indices: np.ndarray | range, sizes: dict | SynthSizes
 ) -> pd.DataFrame:
-    """Population, CPs and the latents of every modality of subjects `indices`, rendered
-    block by block with the images discarded and the ECG signal skipped (for oracle ceilings)."""
+    """Population, CPs and the latents of every modality of subjects `indices`, block by block,
+    without the images and the ECG signal (for oracle ceilings): the same latents as
+    `generate_subjects` gives, at a third of its cost (`benchmarks/bench_synth.py`)."""
     sizes = sizes if isinstance(sizes, SynthSizes) else SynthSizes(**sizes)
     indices = np.asarray(indices, dtype=np.int64)
-    render = modality_renderers(seed, sizes)
     parts = []
     for a in range(0, len(indices), BLOCK):
         pop = sample_population(seed, indices[a : a + BLOCK])
         table = pop[[c for c in pop.columns if not c.startswith("lat_")]].drop(columns=CP_NAMES)
         parts.append(pd.concat([
             table.add_prefix("tab_"), pop.reset_index(drop=True),
-            render["localizer"](pop)[1], render["cmr"](pop)[1],
-            ecg_latents(pop, seed, sizes.ecg_sampling_rate_hz),  # the signal is not needed
+            localizer_latents(
+                pop, seed, sizes.image_size, sizes.localizer_field, sizes.localizer_fov_mm
+            ),
+            cine_latents(pop, seed),
+            ecg_latents(pop, seed, sizes.ecg_sampling_rate_hz),
         ], axis=1))  # fmt: skip
     return pd.concat(parts, ignore_index=True)
 

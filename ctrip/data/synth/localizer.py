@@ -121,6 +121,32 @@ def render_localizers_and_masks(
     masks: (B, 3, size, size) bool, on the images' pixels, True where a chamber or the LV
     myocardium covers at least half the pixel on that slice.
     """
+    return _scout(population, seed, size, field, fov_mm, pixels=True)
+
+
+def localizer_latents(
+    population: pd.DataFrame,
+    seed: int,
+    size: int,
+    field: str = "heart",
+    fov_mm: float | None = None,
+) -> pd.DataFrame:
+    """The latents of `render_localizers` without its images, for the oracle's reference
+    subjects: the same draws and geometry, and the chambers' per-slice areas from their coverage
+    of the same pixel grid, with the body, blur, bias field and noise left out."""
+    return _scout(population, seed, size, field, fov_mm, pixels=False)[2]
+
+
+def _scout(
+    population: pd.DataFrame,
+    seed: int,
+    size: int,
+    field: str,
+    fov_mm: float | None,
+    pixels: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None, pd.DataFrame]:
+    """(images, masks, latents) of `render_localizers_and_masks`; without `pixels`, only the
+    latents (images and masks None)."""
     fov = field_of_view_mm(field, fov_mm)
     n = len(population)
     draws_u = np.empty((n, 8))
@@ -190,6 +216,65 @@ def render_localizers_and_masks(
     ratio, shape = population["bmi"].to_numpy() / 27.5, population["lat_body_shape"].to_numpy()
     body_ax, body_ay = 155.0 * np.sqrt(ratio) * shape, 110.0 * ratio**0.6 / shape
     fat = np.clip(6.0 + 1.5 * (population["bmi"].to_numpy() - 20.0), 3.0, 40.0)
+    latents = {
+        "loc_phase": phase,
+        "loc_v_lv": vols["lv"], "loc_v_rv": vols["rv"], "loc_v_la": vols["la"], "loc_v_ra": vols["ra"],
+        "loc_v_myo": cps["LVM"] / MYOCARDIAL_DENSITY,
+        "loc_lv_r": r, "loc_lv_c": c, "loc_lv_t": t,
+        "loc_body_ax": body_ax, "loc_body_ay": body_ay, "loc_fat_mm": fat,
+        "loc_slice_z0": z0, "loc_tilt_x": tilt_x, "loc_tilt_y": tilt_y,
+        "loc_blur_mm": 8.0 * draws_u[:, 1], "loc_noise_sigma": 0.02 + 0.03 * draws_u[:, 3],
+        "loc_shift_x": shift[:, 0], "loc_shift_y": shift[:, 1],
+        "loc_crop_x": crop_x, "loc_crop_y": crop_y,
+    }  # fmt: skip
+    heart = {
+        "rv": (rv_center, np.stack([c_rv, a_rv, 1.6 * a_rv], -1), "blood"),
+        "ra": (ra_center, np.stack([r_ra] * 3, -1), "blood"),
+        "la": (la_center, np.stack([r_la] * 3, -1), "blood"),
+        # The half-spheroid LV of `lv_shell` drawn as a full ellipsoid of equal volume.
+        "lv_outer": (lv_center, np.stack([(c + t) / 2, r + t, r + t], -1), "myocardium"),
+        "lv_cavity": (lv_center, np.stack([c / 2, r, r], -1), "blood"),
+    }
+    areas = {}
+    if pixels:
+        img = _thorax(body_ax, body_ay, fat, shift, plane0, e1, e2, X, Y, edge)
+        heart_cover = np.zeros_like(img)
+    for name, (center, semi, tissue) in heart.items():
+        cov = _ellipsoid_cov(center, axes, semi, plane0, e1, e2, X, Y, edge)
+        areas[name] = cov.sum(axis=(2, 3)) * pixel**2  # mm2 per slice, before occlusion
+        if pixels:
+            img = img + cov * (INTENSITY[tissue] - img)
+            np.maximum(heart_cover, cov, out=heart_cover)
+    for name in STRUCTURES:
+        for s in range(3):
+            latents[f"loc_area_{name}_{s}"] = areas[name][:, s]
+    if not pixels:
+        return None, None, pd.DataFrame(latents)
+    masks = heart_cover >= 0.5
+
+    # Motion blur along a random direction (object-domain), then bias field and Rician noise.
+    blur_mm = latents["loc_blur_mm"]
+    blur_dir = 2 * np.pi * draws_u[:, 2]
+    k = np.fft.fftfreq(size, d=pixel)  # motion blur is circular: it wraps at the crop edges
+    kr = np.fft.rfftfreq(size, d=pixel)
+    for row in range(n):  # one subject at a time: faster than one batched transform
+        proj = np.cos(blur_dir[row]) * kr[None, :] + np.sin(blur_dir[row]) * k[:, None]
+        transfer = np.sinc(blur_mm[row] * proj).astype(np.float32)
+        img[row] = np.fft.irfft2(np.fft.rfft2(img[row]) * transfer, s=(size, size))
+    xn, yn = X / np.float32(FOV_MM / 2), Y / np.float32(FOV_MM / 2)
+    b = (0.2 * draws_z[:, 5:8, None, None, None]).astype(np.float32)
+    bias = np.exp(b[:, 0] * xn + b[:, 1] * yn + b[:, 2] * (xn**2 + yn**2))
+    img = img * bias
+    s32 = latents["loc_noise_sigma"].astype(np.float32)[:, None, None, None]
+    img = np.sqrt((img + s32 * noise[:, 0]) ** 2 + (s32 * noise[:, 1]) ** 2)
+    scale = np.quantile(img.reshape(n, -1), 0.995, axis=1)[:, None, None, None]
+    images = np.clip(img / scale, 0.0, 1.0).astype(np.float32)
+    return images, masks, pd.DataFrame(latents)
+
+
+def _thorax(body_ax, body_ay, fat, shift, plane0, e1, e2, X, Y, edge) -> np.ndarray:
+    """(B, 3, H, W) intensities of the body around the heart: fat, muscle, lungs, spine, aorta
+    and liver."""
     # Body coordinates of the pixels: structures running through all slices stay put in the
     # body, so they appear at -shift in the image, as the heart and liver (drawn through plane0).
     Xs = X + shift[:, 0, None, None, None].astype(np.float32)
@@ -205,61 +290,10 @@ def render_localizers_and_masks(
     ]  # fmt: skip
     for cov, tissue in layers:
         img = img + cov * (INTENSITY[tissue] - img)
+    n = len(body_ax)
     liver_axes = np.broadcast_to(np.eye(3), (n, 3, 3))
     liver = _ellipsoid_cov(
         np.tile([-45.0, 0.0, -85.0], (n, 1)), liver_axes, np.tile([95.0, 85.0, 55.0], (n, 1)),
         plane0, e1, e2, X, Y, edge,
     )  # fmt: skip
-    img = img + liver * (INTENSITY["liver"] - img)
-
-    heart = {
-        "rv": (rv_center, np.stack([c_rv, a_rv, 1.6 * a_rv], -1), "blood"),
-        "ra": (ra_center, np.stack([r_ra] * 3, -1), "blood"),
-        "la": (la_center, np.stack([r_la] * 3, -1), "blood"),
-        # The half-spheroid LV of `lv_shell` drawn as a full ellipsoid of equal volume.
-        "lv_outer": (lv_center, np.stack([(c + t) / 2, r + t, r + t], -1), "myocardium"),
-        "lv_cavity": (lv_center, np.stack([c / 2, r, r], -1), "blood"),
-    }
-    areas = {}
-    heart_cover = np.zeros_like(img)
-    for name, (center, semi, tissue) in heart.items():
-        cov = _ellipsoid_cov(center, axes, semi, plane0, e1, e2, X, Y, edge)
-        areas[name] = cov.sum(axis=(2, 3)) * pixel**2  # mm2 per slice, before occlusion
-        img = img + cov * (INTENSITY[tissue] - img)
-        np.maximum(heart_cover, cov, out=heart_cover)
-    masks = heart_cover >= 0.5
-
-    # Motion blur along a random direction (object-domain), then bias field and Rician noise.
-    blur_mm = 8.0 * draws_u[:, 1]
-    blur_dir = 2 * np.pi * draws_u[:, 2]
-    k = np.fft.fftfreq(size, d=pixel)  # motion blur is circular: it wraps at the crop edges
-    kr = np.fft.rfftfreq(size, d=pixel)
-    for row in range(n):  # one subject at a time: faster than one batched transform
-        proj = np.cos(blur_dir[row]) * kr[None, :] + np.sin(blur_dir[row]) * k[:, None]
-        transfer = np.sinc(blur_mm[row] * proj).astype(np.float32)
-        img[row] = np.fft.irfft2(np.fft.rfft2(img[row]) * transfer, s=(size, size))
-    xn, yn = X / np.float32(FOV_MM / 2), Y / np.float32(FOV_MM / 2)
-    b = (0.2 * draws_z[:, 5:8, None, None, None]).astype(np.float32)
-    bias = np.exp(b[:, 0] * xn + b[:, 1] * yn + b[:, 2] * (xn**2 + yn**2))
-    img = img * bias
-    sigma = 0.02 + 0.03 * draws_u[:, 3]
-    s32 = sigma.astype(np.float32)[:, None, None, None]
-    img = np.sqrt((img + s32 * noise[:, 0]) ** 2 + (s32 * noise[:, 1]) ** 2)
-    scale = np.quantile(img.reshape(n, -1), 0.995, axis=1)[:, None, None, None]
-    images = np.clip(img / scale, 0.0, 1.0).astype(np.float32)
-
-    latents = {
-        "loc_phase": phase,
-        "loc_v_lv": vols["lv"], "loc_v_rv": vols["rv"], "loc_v_la": vols["la"], "loc_v_ra": vols["ra"],
-        "loc_v_myo": cps["LVM"] / MYOCARDIAL_DENSITY,
-        "loc_lv_r": r, "loc_lv_c": c, "loc_lv_t": t,
-        "loc_body_ax": body_ax, "loc_body_ay": body_ay, "loc_fat_mm": fat,
-        "loc_slice_z0": z0, "loc_tilt_x": tilt_x, "loc_tilt_y": tilt_y,
-        "loc_blur_mm": blur_mm, "loc_noise_sigma": sigma,
-        "loc_shift_x": shift[:, 0], "loc_shift_y": shift[:, 1],
-        "loc_crop_x": crop_x, "loc_crop_y": crop_y,
-    }  # fmt: skip
-    for name in STRUCTURES:
-        for s in range(3):
-            latents[f"loc_area_{name}_{s}"] = areas[name][:, s]
-    return images, masks, pd.DataFrame(latents)
+    return img + liver * (INTENSITY["liver"] - img)
