@@ -9,7 +9,7 @@ import torch
 
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
-from ctrip.stages.augment import augment_images, rotate_and_translate, shift_ecgs
+from ctrip.stages.augment import augment_images, rotate_and_translate, sampling_grid, shift_ecgs
 from ctrip.stages.checkpoint import load_encoder, load_mae
 from ctrip.stages.checkpoint import read_checkpoint as load_checkpoint
 from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, run_config, set_key
@@ -112,6 +112,12 @@ def test_rotate_and_translate_moves_but_keeps_sizes():
     assert torch.equal(turned[:, 0], turned[:, 2])  # every slice of an image alike
     again = rotate_and_translate(x, 30.0, 0.0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(turned, again)
+
+
+def test_sampling_grid_is_affine_grid():
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(2))
+    expected = torch.nn.functional.affine_grid(theta, [5, 1, 7, 9], align_corners=False)
+    assert torch.allclose(sampling_grid(theta, 7, 9), expected, atol=1e-6)
 
 
 def test_rigid_augmentation_applies_to_training_image_batches_only():
