@@ -680,8 +680,8 @@ def profile_markdown(settings: dict) -> str:
          f"{image_augment('stage2', paper)} / {image_augment('stage3', paper)}",
          "crops and zooms change the apparent heart size, which the labels, the ECG and the record "
          "carry; a rotation (up to 10 degrees) and a shift (up to 1/16 of the side) keep it, and teach "
-         "the ViT the indifference to position that a CNN has by construction. On the last "
-         "book's cohort, test LVM r: L_sup, 100%, seeds 0 / 1, 0.865 / 0.827 without, "
+         "the ViT the indifference to position that a CNN has by construction. On this "
+         "profile's cohort, test LVM r: L_sup, 100%, seeds 0 / 1, 0.865 / 0.827 without, "
          "0.886 / 0.881 with (Stage III); C-TRIP, 3%, seeds 0 / 1, 0.617 / 0.544 without, "
          "0.680 / 0.686 with (Stages II and III)"],
         ["ECG time shift in Stage II / III", f"{augment('stage2', config, 'augment_ecg')} / "
