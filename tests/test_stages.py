@@ -99,7 +99,7 @@ def test_rotate_and_translate_moves_but_keeps_sizes():
     images = torch.stack([_disk(size, 14 + k, 16, 5 + k) for k in range(4)])[:, None]
     x = images.expand(4, 3, size, size).clone()  # three slices alike
     assert torch.allclose(rotate_and_translate(x, 0.0, 0.0), x, atol=1e-5)
-    # a shift of 2 / 32 of the side moves the image by whole pixels along each axis
+    # a shift of at most 2 / 32 of the side moves each image by at most 2 pixels (here along x)
     generator = torch.Generator().manual_seed(0)
     moved = rotate_and_translate(x, 0.0, 2 / size, generator=generator)
     areas, moved_areas = x.sum(dim=(2, 3)), moved.sum(dim=(2, 3))

@@ -277,6 +277,8 @@ def run_config(
     stage's section (Stage II: only the temperatures of its pairs), the augmentation when
     image batches are augmented, and the trainer. The plan gives this to the notebook,
     which trains with it and stores it in the checkpoint."""
+    from ctrip.data.schema import IMAGE_MODALITIES
+
     section = copy.deepcopy(config[stage])
     models = list(modalities)
     if stage == "stage2":
@@ -291,7 +293,7 @@ def run_config(
     }
     if "localizer" in models and section.get("augment"):
         out["augment"] = copy.deepcopy(config["augment"])
-    if set(models) & {"localizer", "cmr"} and section.get("augment_rigid"):
+    if set(models) & set(IMAGE_MODALITIES) and section.get("augment_rigid"):
         out["rigid"] = copy.deepcopy(config["rigid"])
     return out
 

@@ -67,12 +67,15 @@ class TrainStage(L.LightningModule):
         self.augment, self.rigid = augment or {}, rigid or {}
 
     def maybe_augment(self, x: Any, modality: str) -> Any:
-        if self.training and self.stage.get("augment") and modality == "localizer":
-            return augment_images(x, **self.augment)
-        if self.training and self.stage.get("augment_rigid") and modality in IMAGE_MODALITIES:
-            return rotate_and_translate(x, **self.rigid)
-        if self.training and self.stage.get("augment_ecg") and modality == "ecg":
-            return shift_ecgs(x)
+        """A training batch of `modality` through every augmentation its stage turns on."""
+        if not self.training:
+            return x
+        if self.stage.get("augment") and modality == "localizer":
+            x = augment_images(x, **self.augment)
+        if self.stage.get("augment_rigid") and modality in IMAGE_MODALITIES:
+            x = rotate_and_translate(x, **self.rigid)
+        if self.stage.get("augment_ecg") and modality == "ecg":
+            x = shift_ecgs(x)
         return x
 
     def optimizer_groups(self) -> list[dict[str, Any]]:
