@@ -31,7 +31,9 @@ from ctrip.models import (
     RegressionHead,
     TabularTokenizer,
 )
+from ctrip.models.tokenizers import average_resample
 from ctrip.stages.config import make_config
+from ctrip.stages.modules import adamw, param_groups
 
 # Cohort shapes per profile: image side, ECG samples, ECG rate (Hz); batch size for the bench.
 DATA = {"default": (64, 2500, 250.0, 64), "paper": (224, 5000, 500.0, 8)}
@@ -125,7 +127,7 @@ def stage_steps(profile: str) -> dict[str, tuple[nn.Module, Callable[[], torch.T
 
 def bench(model: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int) -> tuple[float, float]:
     """(median seconds per training step, FLOPs per step)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = adamw(param_groups(model, 1e-4, 0.05))  # as the stages build it
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -164,6 +166,45 @@ def main() -> None:
             rate = flops / seconds / 1e9
             print(f"{profile:8} {name:18} {batch:5d} {seconds:8.3f} {batch / seconds:10.1f} "
                   f"{flops / 1e9:11.2f} {rate:8.1f} {100 * rate / peak:6.0f}%", flush=True)  # fmt: skip
+    ecgs = torch.randn(64, 12, 2500)
+    pooling = median_time(lambda: F.adaptive_avg_pool1d(ecgs, 1000))
+    blocks = median_time(lambda: average_resample(ecgs, 1000))
+    print(f"\nECG resampling, 64 x 12 x 2500 -> 1000 samples: {1e3 * pooling:.2f} ms adaptive "
+          f"pooling, {1e3 * blocks:.2f} ms by blocks (average_resample, as trained)")  # fmt: skip
+    model = stage_steps("default")["III L regress"][0]
+    model.eval()
+    with torch.inference_mode():
+        for batch in (64, 256):
+            x = torch.rand(batch, 3, DATA["default"][0], DATA["default"][0])
+            per_subject = median_time(lambda x=x: model[1](model[0].features(x)), 10) / batch
+            print(
+                f"evaluation of the default Stage III model, batch {batch}: "
+                f"{1e3 * per_subject:.3f} ms per subject"
+            )
+    model.train()
+    print(f"AdamW update of the default Stage III model: {1e3 * update_time(model, False):.2f} ms "
+          f"looping over tensors, {1e3 * update_time(model, True):.2f} ms fused (as trained)")  # fmt: skip
+
+
+def median_time(fn: Callable[[], object], repeats: int = 30) -> float:
+    """Median seconds of `fn()` after three warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def update_time(model: nn.Module, fused: bool, steps: int = 50) -> float:
+    """Median seconds of one AdamW update of `model`'s parameters (gradients set once)."""
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    groups = param_groups(model, 1e-4, 0.05)
+    optimizer = adamw(groups) if fused else torch.optim.AdamW(groups)
+    return median_time(optimizer.step, steps)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from scipy.linalg import hadamard
 
 from ctrip.analysis.alignment import (
     alignment_table,
+    held_out_canonical_correlations,
     paired_r_differences,
     participation_ratio,
     retrieval_ranks,
     retrieval_recall,
+    shared_dimensionality,
 )
 from ctrip.analysis.metrics import paired_bootstrap, pearson
 
@@ -145,3 +147,35 @@ def test_phenotype_participation_z_scores_and_skips_missing_subjects():
         phenotype_participation(frame.assign(LVEF=1.0))
     with pytest.raises(ValueError, match="at least 2"):
         phenotype_participation(frame.iloc[:1])
+
+
+def test_shared_dimensionality_counts_what_both_sides_know():
+    rng = np.random.default_rng(0)
+    n = 6000
+    z = rng.normal(size=(n, 3))  # three shared quantities
+    # x knows them through a mixing and with noise of SD 0, 1 and 2; y knows them exactly
+    mixing = rng.normal(size=(3, 3))
+    noisy = z + rng.normal(size=(n, 3)) * np.array([0.0, 1.0, 2.0])
+    x = np.c_[noisy @ mixing, rng.normal(size=(n, 4))]
+    y = np.c_[z[:, ::-1], rng.normal(size=(n, 5))]
+    # canonical correlations 1 / sqrt(1 + sd^2): 1, 0.707, 0.447; squared 1, 0.5, 0.2
+    rho = held_out_canonical_correlations(x, y, seed=1)
+    assert rho.shape == (7,)
+    assert np.allclose(rho[:3], [1.0, 0.5**0.5, 0.2**0.5], atol=0.03)
+    assert rho[3:].max() < 0.06  # the unshared columns correlate by chance only
+    result = shared_dimensionality(x, y, seed=1)
+    assert result["participation_ratio"] == pytest.approx(1.7**2 / 1.29, abs=0.1)  # 2.24
+    assert result["n"] == n
+    exact = shared_dimensionality(np.c_[z, rng.normal(size=(n, 2))], z @ mixing)
+    assert exact["participation_ratio"] == pytest.approx(3.0, abs=0.01)
+
+
+def test_canonical_correlations_hold_out_their_fit():
+    # many unrelated features: in-sample canonical correlations would be large by chance
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(200, 40)), rng.normal(size=(200, 40))
+    assert held_out_canonical_correlations(x, y).max() < 0.35
+    with pytest.raises(ValueError, match="different subjects"):
+        held_out_canonical_correlations(x, y[:100])
+    with pytest.raises(ValueError, match="varies"):
+        held_out_canonical_correlations(np.ones((50, 2)), y[:50])

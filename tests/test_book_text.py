@@ -264,3 +264,17 @@ def test_yardstick_gaps_read_as_their_cis_say():
         gaps.iloc[1:4], LABELS, refs, ["LVM"], 1.0
     )
     assert yardstick_differences_markdown(gaps.iloc[:0], LABELS, refs, ["LVM"], 1.0) == ""
+
+
+def test_dimensionality_reading_gives_what_each_pair_shares():
+    from ctrip.pipeline.book import dimensionality_reading
+
+    few = pd.DataFrame({"modality": ["localizer", "ecg"], "dim_before": [64, 64],
+                        "before": [2.47, 4.4], "dim_after": [256, 256], "after": [5.1, 3.7]})  # fmt: skip
+    shared = pd.DataFrame({"a": ["localizer", "localizer"], "b": ["ecg", "tabular"],
+                           "participation_ratio": [3.89, 5.4]})  # fmt: skip
+    text = dimensionality_reading(few, "C-TRIP", 4.62, shared)
+    assert ("what reaches the localizer shares 3.9 effective dimensions with what reaches the "
+            "ECG and 5.4 with what reaches the tabular record (participation ratio") in text  # fmt: skip
+    assert text.rstrip().endswith("the C-TRIP projections use 3.7 to 5.1.")
+    assert "sets the scale" not in dimensionality_reading(few, "C-TRIP", 4.62, shared.iloc[:0])

@@ -113,6 +113,22 @@ def test_highpass_matches_baseline_drift_removal():
     assert torch.allclose(tok.unpatchify(tok.patchify(x)), ours, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "length, samples",
+    [(2500, 1000), (5000, 1000), (5000, 2500), (7, 3), (12, 5), (1000, 1000), (1009, 1000)],
+)
+def test_average_resample_is_adaptive_average_pooling(length, samples):
+    # (1009, 1000): a block of 1009 samples, past the limit, falls back to the pooling itself
+    from ctrip.models.tokenizers import average_resample
+
+    x = torch.randn(3, 12, length, generator=torch.Generator().manual_seed(length))
+    expected = torch.nn.functional.adaptive_avg_pool1d(x, samples)
+    assert torch.allclose(average_resample(x, samples), expected, atol=1e-6)
+    x.requires_grad_(True)  # attributions differentiate through it
+    average_resample(x, samples).sum().backward()
+    assert torch.allclose(x.grad.sum(), torch.tensor(float(3 * 12 * samples)), rtol=1e-4)
+
+
 def test_patchify_round_trips():
     img = ImageTokenizer((16, 24), 8, 32)
     x = torch.rand(2, 3, 16, 24)

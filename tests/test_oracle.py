@@ -154,3 +154,25 @@ def test_polynomial_ridge_matches_a_plain_ridge_on_the_standardized_polynomial()
         x[:2000], y[:2000], x[2000:2500], y[2000:2500], x[2500:], np.array([1e-6, 1e4])
     )
     assert np.corrcoef(chosen[:, 0], y[2500:, 0])[0, 1] > 0.999
+
+
+def test_shared_dimensions_of_the_aligned_pairs():
+    from ctrip.data.synth.oracle import shared_dimensions
+
+    class Latents:  # the one thing shared_dimensions reads of a cohort
+        def __init__(self, table: pd.DataFrame) -> None:
+            self.table = table
+
+        def extra(self, name: str) -> pd.DataFrame:
+            assert name == "latents"
+            return self.table
+
+    cohort = Latents(reference_subjects(3, range(400), SMOKE))
+    shared = shared_dimensions(cohort, [("localizer", "ecg"), ("localizer", "tabular")])
+    assert shared[["a", "b"]].values.tolist() == [["localizer", "ecg"], ["localizer", "tabular"]]
+    assert (shared["n"] == 400).all()
+    assert shared["participation_ratio"].between(1.0, 20.0).all()
+    # BMI reaches both the localizer (the body outline) and the record: one shared quantity
+    # is known exactly to both sides (the whitening ridge shrinks its correlation a little)
+    assert shared.loc[1, "rho_1"] == pytest.approx(1.0, abs=2e-3)  # up to the ridge
+    assert shared[["rho_1", "rho_2", "rho_3"]].stack().between(0.0, 1.0).all()

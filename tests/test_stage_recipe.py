@@ -26,3 +26,26 @@ def test_stage2_trains_encoders_at_their_own_learning_rate():
     assert {lr_of[id(p)] for p in module.criterion.parameters()} == {1e-3}
     same = _module(None)
     assert {g["lr"] for g in same.optimizer_groups()} == {1e-3}
+
+
+def test_adamw_is_fused_on_the_cpu_and_updates_as_the_loop_does():
+    import torch
+
+    from ctrip.stages.modules import adamw, param_groups
+
+    module = _module(1e-4)
+    twin = _module(1e-4)
+    twin.load_state_dict(module.state_dict())
+    fused = adamw(module.optimizer_groups(), betas=(0.9, 0.95))
+    loop = torch.optim.AdamW(twin.optimizer_groups(), betas=(0.9, 0.95))
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    for step in range(3):
+        for p, q in zip(module.parameters(), twin.parameters()):
+            grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step))
+            p.grad, q.grad = grad.clone(), grad.clone()
+        fused.step()
+        loop.step()
+    moved = [(p - q).abs().max() for p, q in zip(module.parameters(), twin.parameters())]
+    assert max(moved) < 1e-6
+    assert any(g["weight_decay"] > 0 for g in param_groups(module, 1e-3, 0.05))
+    assert adamw([{"params": []}, *param_groups(module, 1e-3, 0.05)]).defaults["fused"] is True

@@ -7,6 +7,9 @@
   (sum of covariance eigenvalues)^2 / (sum of their squares); 1 for a collapsed (rank-1)
   embedding, d for an isotropic one in d dimensions (Gao et al. 2017, bioRxiv 214262;
   Recanatesi et al. 2019).
+- Shared dimensionality of two modalities: the participation ratio of what one can predict of
+  the other, from held-out canonical correlations (Hotelling 1936) of their generating
+  quantities; the dimensionality an aligned embedding could use if it carried all they share.
 - Paired bootstrap of the difference in Pearson r between two methods on the same subjects:
   `ctrip.analysis.metrics.paired_bootstrap` with statistic "r" does this; `paired_r_differences` runs it
   for every method against a baseline and every CP.
@@ -162,6 +165,57 @@ def phenotype_participation(phenotypes: pd.DataFrame) -> dict[str, float]:
     z = (complete - complete.mean()) / sd
     return {"participation_ratio": participation_ratio(z.to_numpy()), "n": len(complete),
             "n_missing": len(values) - len(complete)}  # fmt: skip
+
+
+def _whitener(c: np.ndarray, ridge: float) -> np.ndarray:
+    """C^(-1/2) of a covariance matrix, with `ridge` times its mean variance on the diagonal."""
+    w, v = np.linalg.eigh(c + ridge * np.trace(c) / len(c) * np.eye(len(c)))
+    return (v / np.sqrt(np.clip(w, 1e-12, None))) @ v.T
+
+
+def held_out_canonical_correlations(
+    x: Any, y: Any, seed: int = 0, ridge: float = 1e-3
+) -> np.ndarray:
+    """Canonical correlations of `x` and `y` (subjects x features each, the same subjects in the
+    same rows) that hold on subjects they were not fitted on: the canonical directions come from
+    a random half of the subjects, the correlations of those directions from the other half
+    (negative ones count as 0). In-sample canonical correlations of many features are biased
+    up by chance; these are not. Descending by the fitted correlation."""
+    a, b = _matrix(x, "x"), _matrix(y, "y")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"x and y hold different subjects: {a.shape[0]} vs {b.shape[0]} rows")
+    fit = np.random.default_rng(seed).permutation(a.shape[0]) < a.shape[0] // 2
+    if min(fit.sum(), (~fit).sum()) < 3:
+        raise ValueError(f"{a.shape[0]} subjects: canonical correlations need at least 6")
+    a, b = a[:, a[fit].std(axis=0) > 0], b[:, b[fit].std(axis=0) > 0]
+    if a.shape[1] == 0 or b.shape[1] == 0:
+        raise ValueError("x or y has no column that varies")
+    za = (a - a[fit].mean(axis=0)) / a[fit].std(axis=0)
+    zb = (b - b[fit].mean(axis=0)) / b[fit].std(axis=0)
+    n = int(fit.sum())
+    wa = _whitener(za[fit].T @ za[fit] / (n - 1), ridge)
+    wb = _whitener(zb[fit].T @ zb[fit] / (n - 1), ridge)
+    u, _, vt = np.linalg.svd(wa @ (za[fit].T @ zb[fit] / (n - 1)) @ wb)
+    k = min(a.shape[1], b.shape[1])
+    pa, pb = za[~fit] @ wa @ u[:, :k], zb[~fit] @ wb @ vt.T[:, :k]
+    pa, pb = pa - pa.mean(axis=0), pb - pb.mean(axis=0)
+    denominator = np.sqrt((pa**2).sum(axis=0) * (pb**2).sum(axis=0))
+    rho = np.divide((pa * pb).sum(axis=0), denominator, out=np.zeros(k), where=denominator > 0)
+    return np.clip(rho, 0.0, 1.0)
+
+
+def shared_dimensionality(x: Any, y: Any, seed: int = 0) -> dict[str, Any]:
+    """How many effective dimensions two modalities share: the participation ratio of the
+    squared held-out canonical correlations rho_i^2 (`held_out_canonical_correlations`), i.e. of
+    the variances of what `x` predicts of `y`'s whitened canonical variates. k shared
+    independent quantities, each known to both, give k; a quantity one side knows with noise
+    counts less. With nothing shared the correlations are all near 0 and the ratio means
+    nothing (NaN when they are exactly 0). Keys participation_ratio, correlations
+    (descending by the fitted correlation), n."""
+    rho = held_out_canonical_correlations(x, y, seed)
+    w = rho**2
+    ratio = float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else float("nan")
+    return {"participation_ratio": ratio, "correlations": rho.tolist(), "n": len(np.asarray(x))}
 
 
 def paired_r_differences(

@@ -242,19 +242,26 @@ def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str
             phenotypes = before_after.with_name("phenotype_participation.csv")
             phenotype_pr = (float(pd.read_csv(phenotypes)["participation_ratio"].iloc[0])
                             if phenotypes.exists() else None)  # fmt: skip
+            shared = before_after.with_name("shared_dimensionality.csv")
             text += dimensionality_reading(
-                pd.read_csv(before_after), labels.get(method, method), phenotype_pr
-            )
+                pd.read_csv(before_after), labels.get(method, method), phenotype_pr,
+                pd.read_csv(shared) if shared.exists() else None,
+            )  # fmt: skip
     return text
 
 
 def dimensionality_reading(
-    participation: pd.DataFrame, label: str, phenotype_pr: float | None = None
+    participation: pd.DataFrame,
+    label: str,
+    phenotype_pr: float | None = None,
+    shared: pd.DataFrame | None = None,
 ) -> str:
     """Generated sentences: each modality's participation ratio in its pre-trained encoder's
     own feature space and after alignment (Fig. 2B's runs), so a reader sees whether few
-    effective dimensions come from Stage II or were there before it; and, when given, that of
-    the 18 z-scored CPs of the same subjects, what an embedding of the phenotypes alone uses."""
+    effective dimensions come from Stage II or were there before it; when given, that of the
+    18 z-scored CPs of the same subjects, what an embedding of the phenotypes alone uses; and
+    how many dimensions each aligned pair shares at all in the simulator's generating
+    quantities (`ctrip.data.synth.oracle.shared_dimensions`: rows a, b, participation_ratio)."""
     if participation.empty:
         return ""
     p = participation.set_index("modality")
@@ -271,6 +278,18 @@ def dimensionality_reading(
         text += (f" For comparison, the 18 CPs of the same subjects, each z-scored, have a "
                  f"participation ratio of {phenotype_pr:.1f}: an embedding that carried exactly the "
                  "phenotypes, and nothing else, would use about that many effective dimensions.")  # fmt: skip
+    if shared is not None and not shared.empty:
+        names = {"ecg": "the ECG", "tabular": "the tabular record", "cmr": "the CMR"}
+        pairs = [f"{_fmt(r['participation_ratio'], 1)}{' effective dimensions' if k == 0 else ''}"
+                 f" with what reaches {names.get(r['b'], r['b'])}"
+                 for k, (_, r) in enumerate(shared.iterrows())]  # fmt: skip
+        text += (" What the aligned pairs share at all sets the scale: in the simulator's own "
+                 "generating quantities, before any noise of the data, what reaches the "
+                 f"{shared.iloc[0]['a']} shares {' and '.join(pairs)} (participation ratio of "
+                 "the squared held-out canonical correlations). An "
+                 "embedding that carried everything a pair shares would use about that many; the "
+                 f"{label + ' ' if label else ''}projections use {_fmt(p['after'].min(), 1)} to "
+                 f"{_fmt(p['after'].max(), 1)}.")  # fmt: skip
     return text + "\n"
 
 

@@ -238,7 +238,7 @@ def build_plan(settings: dict) -> list[Run]:
         Run(
             "umaps",
             nb["umaps"],
-            umap,
+            {**umap, "pairs": [list(p) for p in spec["pairs"]], "simulated": facts["simulated"]},
             inputs={"before": before, "after": f"stage2_{slug(umap['method'])}"},
             publish=["figures"],
         )

@@ -26,6 +26,10 @@ from ctrip.models import Encoder, RegressionHead
 from ctrip.stages.checkpoint import _load_state, encoder_from, projection_from, read_checkpoint
 from ctrip.stages.inputs import modality_input
 
+# Subjects per batch: a ViT's activations for 64 stay in the CPU's caches, those for 256 do not
+# (one thread, the default localizer model: 0.36 vs 0.59 ms per subject; bench_train.py).
+EVAL_BATCH = 64
+
 
 class CPRegressor(nn.Module):
     """A Stage III model ready for inference: encoder + head + the normalization that turns
@@ -86,7 +90,7 @@ def _dataset_batches(dataset: CohortDataset, modality: str, batch_size: int) -> 
 
 
 def predictions_frame(model: CPRegressor, cohort: Cohort, splits: Sequence[str] = ("val", "test"),
-                      tabular_variant: str = "T", batch_size: int = 256) -> pd.DataFrame:  # fmt: skip
+                      tabular_variant: str = "T", batch_size: int = EVAL_BATCH) -> pd.DataFrame:  # fmt: skip
     """id, split, <CP>_pred, <CP>_ref (CP units) for every subject of `splits`."""
     frames = []
     for split in splits:
@@ -104,7 +108,7 @@ def predictions_frame(model: CPRegressor, cohort: Cohort, splits: Sequence[str] 
 
 
 def embed(checkpoint: str | Path, cohort: Cohort, modality: str, split: str = "test",
-          projected: bool = False, batch_size: int = 256) -> tuple[list[str], np.ndarray]:  # fmt: skip
+          projected: bool = False, batch_size: int = EVAL_BATCH) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """(subject ids, features (N, D)) of `split`: the encoder's pooled feature, or with
     `projected` (Stage II checkpoints) its projection into the shared space."""
     ckpt = read_checkpoint(checkpoint)

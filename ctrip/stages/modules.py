@@ -53,6 +53,17 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict
     ]
 
 
+def adamw(groups: list[dict[str, Any]], **options: Any) -> torch.optim.AdamW:
+    """AdamW over `groups`, with the fused kernel (one pass over every parameter instead of a
+    loop over tensors) where the parameters allow it: on one CPU thread a default Stage III
+    update takes 0.3 instead of 1.4 ms (`benchmarks/bench_train.py`), the same update."""
+    params = [p for group in groups for p in group["params"]]
+    fused = bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
+    return torch.optim.AdamW(groups, fused=fused or None, **options)
+
+
 class TrainStage(L.LightningModule):
     """Optimizer, schedule, augmentation and logging shared by the stages."""
 
@@ -82,7 +93,7 @@ class TrainStage(L.LightningModule):
         return param_groups(self, self.stage["lr"], self.stage["weight_decay"])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.optimizer_groups(), betas=(0.9, 0.95))
+        optimizer = adamw(self.optimizer_groups(), betas=(0.9, 0.95))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
         warmup = int(round(total * self.stage["warmup_epochs"] / epochs))

@@ -124,7 +124,7 @@ def fit_perceptron(
             width = h
         net = torch.nn.Sequential(*layers, torch.nn.Linear(width, y.shape[1]))
     steps = max(1, len(x) // batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps)
     best_error, best_state = np.inf, None
     for _ in range(epochs):
@@ -307,6 +307,30 @@ def oracle_ceiling(
                 "pearson_r": float(np.corrcoef(pred[:, j], targets[test, j])[0, 1]),
                 "md": md, "loa_low": md - 1.96 * sd, "loa_high": md + 1.96 * sd,
             })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def shared_dimensions(cohort, pairs: list[tuple[str, str]], seed: int = 0) -> pd.DataFrame:
+    """For each modality pair (a, b): how many effective dimensions what reaches a's input
+    shares with what reaches b's (`ctrip.analysis.alignment.shared_dimensionality` of their
+    `oracle_features` over all of the cohort's subjects): the dimensionality a Stage II
+    embedding could use if it carried everything the pair shares, with the data's noise
+    left out. Rows a, b, n, participation_ratio, rho_1, rho_2, rho_3 (the largest
+    held-out canonical correlations)."""
+    from ctrip.analysis.alignment import shared_dimensionality
+
+    latents = cohort.extra("latents")
+    rows = []
+    for a, b in pairs:
+        result = shared_dimensionality(
+            oracle_features(latents, a).to_numpy(float),
+            oracle_features(latents, b).to_numpy(float),
+            seed,
+        )
+        top = (result["correlations"] + [float("nan")] * 3)[:3]
+        rows.append({"a": a, "b": b, "n": result["n"],
+                     "participation_ratio": result["participation_ratio"],
+                     **{f"rho_{k + 1}": v for k, v in enumerate(top)}})  # fmt: skip
     return pd.DataFrame(rows)
 
 
