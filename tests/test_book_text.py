@@ -56,6 +56,16 @@ def test_a_ci_containing_zero_reads_as_no_difference():
     assert "no different" in key and "With 5% of the labels" in key
 
 
+def test_a_ci_bound_near_zero_shows_its_side_of_zero():
+    # 0.0008 would print as 0.00 beside "higher": it gets the digits that show it is above 0
+    key = key_result_markdown(_differences(0.0008, 0.031), LABELS, "L+E+T", CPS, "default")
+    assert "(Δr 0.02 [0.001, 0.03], higher)" in key
+    assert "(Δr 0.02 [-0.004, 0.03], no different)" in key_result_markdown(
+        _differences(-0.004, 0.031), LABELS, "L+E+T", CPS, "default"
+    )
+    assert "0.020 [0.000, 0.050]" in differences_markdown(_differences(0.0, 0.05), LABELS, CPS)
+
+
 def test_no_better_than_the_mean_when_the_r_ci_includes_zero():
     yardstick = _table(0.4).assign(method="mean", label="training mean").iloc[:1]
     said = comparison_sentences(pd.DataFrame(), _table(-0.05), yardstick, LABELS, CPS, 1.0)

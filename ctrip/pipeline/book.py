@@ -47,8 +47,19 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bound(x: float, digits: int) -> str:
+    """A CI bound at `digits`, or with up to 2 more where it would read as 0 but is not: the
+    side of 0 it lies on is what the reading next to it says."""
+    if x is not None and np.isfinite(x) and x != 0:
+        extra = 0
+        while extra < 2 and round(abs(x), digits + extra) == 0:
+            extra += 1
+        digits += extra
+    return _fmt(x, digits)
+
+
 def _ci(value: float, low: float, high: float, digits: int = 1) -> str:
-    return f"{_fmt(value, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+    return f"{_fmt(value, digits)} [{_bound(low, digits)}, {_bound(high, digits)}]"
 
 
 def _reading(d: pd.Series, same: str, up: str, down: str) -> str:
