@@ -56,7 +56,7 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict
 def adamw(groups: list[dict[str, Any]], **options: Any) -> torch.optim.AdamW:
     """AdamW over `groups`, with the fused kernel (one pass over every parameter instead of a
     loop over tensors) where the parameters allow it: on one CPU thread a default Stage III
-    update takes 0.3 instead of 1.4 ms (`benchmarks/bench_train.py`), the same update."""
+    update takes 0.3 instead of 1.3 ms (`benchmarks/bench_train.py`), the same update."""
     params = [p for group in groups for p in group["params"]]
     fused = bool(params) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
