@@ -4,7 +4,8 @@
 
 Target: >= 200 whole subjects/s at default sizes on one core. "oracle reference" is the latents
 alone of a subject (no images, no ECG signal), as the oracle ceiling's reference sample draws
-them. Two figures per stage: wall clock and this process's CPU time (the second is the one-core figure when other jobs share the CPUs).
+them. Two figures per stage: wall clock and this process's CPU time (the second is the one-core
+figure when other jobs share the CPUs).
 """
 
 from __future__ import annotations
