@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from ctrip.analysis.training import (
@@ -164,3 +165,61 @@ def test_reconstruction_skill_is_zero_for_the_mean_and_one_for_the_signal():
     assert "skill 1.00" in text and "hardly" not in text
     real = MaskedAutoencoder(Encoder(ECGTokenizer(200, 10, 32), 1, 2), 16, 1, 2)
     assert np.isfinite(reconstruction_skill(real, x)["skill"])
+
+
+def test_mean_patch_by_position_is_the_mean_over_every_batch():
+    from ctrip.analysis.training import mean_patch_by_position
+
+    tokenizer = ImageTokenizer((16, 16), 4, 8, in_chans=3)
+    x = torch.rand(7, 3, 16, 16)
+    # batches of unequal size weigh every subject alike
+    mean = mean_patch_by_position(tokenizer, (x[:2], x[2:]))
+    assert mean.shape == (1, 16, 48)
+    torch.testing.assert_close(mean, tokenizer.patchify(x).mean(dim=0, keepdim=True))
+    same = mean_patch_by_position(tokenizer, [x[:1].expand(4, -1, -1, -1)])
+    torch.testing.assert_close(same, tokenizer.patchify(x[:1]))
+    with pytest.raises(ValueError, match="empty"):
+        mean_patch_by_position(tokenizer, [])
+
+
+def test_reconstruction_skill_over_the_mean_patch_at_each_position():
+    from ctrip.analysis.training import (
+        describe_reconstruction_skill,
+        mean_patch_by_position,
+        reconstruction_skill,
+    )
+
+    tokenizer = ImageTokenizer((16, 16), 4, 8, in_chans=3)
+    # an image whose every pixel is its position's average plus a little subject noise
+    anatomy = torch.rand(1, 3, 16, 16) * 4
+    x = anatomy + 0.1 * torch.randn(6, 3, 16, 16)
+    position = mean_patch_by_position(tokenizer, [anatomy + 0.1 * torch.randn(50, 3, 16, 16)])
+    zeros = reconstruction_skill(_FixedReconstruction(tokenizer, False), x, position_mean=position)
+    # the average anatomy explains nearly all of the signal; predicting 0 does far worse
+    assert zeros["position_mean_loss"] < 0.1 * zeros["mean_loss"]
+    assert zeros["position_skill"] < -5
+    assert "does worse than this average localizer" in describe_reconstruction_skill(
+        zeros, "localizer"
+    )
+    exact = reconstruction_skill(_FixedReconstruction(tokenizer, True), x, position_mean=position)
+    assert exact["position_skill"] == 1.0 and exact["position_mean_loss"] > 0
+    text = describe_reconstruction_skill(exact, "localizer")
+    # gain over the overall mean = mean_loss; the position mean gets mean_loss - position loss
+    share = (exact["mean_loss"] - exact["position_mean_loss"]) / exact["mean_loss"]
+    assert f"{100 * share:.0f}% of the autoencoder's gain" in text
+    assert f"{100 * (1 - share):.0f}% what it infers from the visible patches" in text
+    # without a position mean: as before, and the key is NaN
+    plain = reconstruction_skill(_FixedReconstruction(tokenizer, True), x)
+    assert np.isnan(plain["position_skill"]) and "position" not in describe_reconstruction_skill(
+        plain, "localizer"
+    )
+    with pytest.raises(ValueError, match="patches of shape"):
+        reconstruction_skill(
+            _FixedReconstruction(tokenizer, True), x, position_mean=position[:, :, :10]
+        )
+    # a reference that is exact leaves the skill over it undefined, not an error
+    flat = torch.zeros(3, 3, 16, 16)
+    undefined = reconstruction_skill(
+        _FixedReconstruction(tokenizer, True), flat, position_mean=torch.zeros(1, 16, 48)
+    )
+    assert np.isnan(undefined["position_skill"]) and np.isnan(undefined["skill"])

@@ -90,37 +90,92 @@ def reconstruction_figure(mae, x: torch.Tensor, seed: int = 0, lead: int = 1) ->
 
 
 @torch.no_grad()
+def mean_patch_by_position(tokenizer, batches) -> torch.Tensor:
+    """(1, N, D): the mean patch at each token position over the inputs of `batches` (an
+    iterable of input tensors, e.g. the training split), in the tokenizer's standardized units.
+
+    The simplest reconstruction that looks at no visible patch: a heart-centred localizer's
+    average anatomy, an ECG's average at each time (about 0 where beats fall anywhere)."""
+    total, n = None, 0
+    for x in batches:
+        patches = tokenizer.patchify(x).double()
+        total = patches.sum(dim=0, keepdim=True) + (0 if total is None else total)
+        n += len(patches)
+    if not n:
+        raise ValueError("no input to average: the batches are empty")
+    return (total / n).float()
+
+
+@torch.no_grad()
 def reconstruction_skill(
-    mae, x: torch.Tensor, seed: int = 0, batch_size: int = 128
+    mae,
+    x: torch.Tensor,
+    seed: int = 0,
+    batch_size: int = 128,
+    position_mean: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The MAE's loss on the hidden patches of `x` beside the loss of predicting every hidden
-    value as the training mean of the signal (0 in the tokenizer's standardized units), on the
-    same masks; skill = 1 - loss / mean_loss (0: no better than the mean, 1: exact)."""
+    """The MAE's loss on the hidden patches of `x` beside two reconstructions that use no
+    visible patch, on the same masks: every hidden value as the signal's training mean (0 in
+    the tokenizer's standardized units; `mean_loss`) and, if given, each hidden patch as
+    `position_mean` (`mean_patch_by_position` of the training inputs; `position_mean_loss`).
+
+    skill = 1 - loss / mean_loss; position_skill = 1 - loss / position_mean_loss (NaN without
+    `position_mean`). 0: no better than that reference, 1: exact."""
     mae.eval()
     tokenizer, generator = mae.encoder.tokenizer, torch.Generator().manual_seed(seed)
-    loss = mean_loss = hidden = 0.0
+    loss = mean_loss = position_loss = hidden = 0.0
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
         batch_loss, pred, mask = mae(xb, generator=generator)
         n = float(mask.sum())
         loss += float(batch_loss) * n
         mean_loss += float(tokenizer.reconstruction_loss(torch.zeros_like(pred), xb, mask)) * n
+        if position_mean is not None:
+            if tuple(position_mean.shape[1:]) != tuple(pred.shape[1:]):
+                raise ValueError(
+                    f"position_mean has patches of shape {tuple(position_mean.shape[1:])}, the "
+                    f"autoencoder's are {tuple(pred.shape[1:])}"
+                )
+            reference = position_mean.expand_as(pred)
+            position_loss += float(tokenizer.reconstruction_loss(reference, xb, mask)) * n
         hidden += n
     if hidden == 0:
         raise ValueError("no hidden patch to score: the mask ratio is 0 or x is empty")
     loss, mean_loss = loss / hidden, mean_loss / hidden
-    return {"loss": loss, "mean_loss": mean_loss, "skill": 1.0 - loss / mean_loss,
+    position_loss = position_loss / hidden if position_mean is not None else float("nan")
+
+    def skill_over(reference: float) -> float:  # undefined where the reference is exact
+        return 1.0 - loss / reference if reference > 0 else float("nan")
+
+    return {"loss": loss, "mean_loss": mean_loss, "skill": skill_over(mean_loss),
+            "position_mean_loss": position_loss, "position_skill": skill_over(position_loss),
             "n": int(len(x))}  # fmt: skip
 
 
 def describe_reconstruction_skill(skill: Mapping[str, float], modality: str) -> str:
-    """One sentence on `reconstruction_skill`: how much of the hidden signal the MAE recovers."""
+    """Sentences on `reconstruction_skill`: how much of the hidden signal the MAE recovers,
+    and how much of that the mean patch at each position already gives."""
     text = (f"On {skill['n']} validation subjects, the {modality} autoencoder's error on the hidden "
             f"patches is {skill['loss']:.3f} against {skill['mean_loss']:.3f} for predicting the "
             f"signal's training mean (skill {skill['skill']:.2f}; 0: no better than the mean)")  # fmt: skip
     if skill["skill"] < 0.05:
         text += (": it reconstructs the hidden patches hardly better than the mean, so its "
                  "encoder learns little in Stage I and Stage II trains it")  # fmt: skip
+    text += "."
+    position = skill.get("position_mean_loss", float("nan"))
+    if not np.isfinite(position):
+        return text
+    text += (f" The training subjects' mean patch at each hidden position, which looks at no "
+             f"visible patch, scores {position:.3f} (the autoencoder's skill over it: "
+             f"{skill['position_skill']:.2f})")  # fmt: skip
+    gain = skill["mean_loss"] - skill["loss"]
+    if skill["position_skill"] < 0:
+        text += f": the autoencoder does worse than this average {modality}"
+    elif skill["skill"] >= 0.05 and gain > 0:
+        share = min(max((skill["mean_loss"] - position) / gain, 0.0), 1.0)
+        text += (f": {100 * share:.0f}% of the autoencoder's gain over the overall mean is the "
+                 f"average {modality} at each position, and "
+                 f"{100 * (1 - share):.0f}% what it infers from the visible patches")  # fmt: skip
     return text + "."
 
 
