@@ -288,3 +288,34 @@ def test_dimensionality_reading_gives_what_each_pair_shares():
             "ECG and 5.4 with what reaches the tabular record (participation ratio") in text  # fmt: skip
     assert text.rstrip().endswith("the C-TRIP projections use 3.7 to 5.1.")
     assert "sets the scale" not in dimensionality_reading(few, "C-TRIP", 4.62, shared.iloc[:0])
+
+
+def test_control_reading_counts_the_aligned_rows_that_clear_it():
+    from ctrip.pipeline.book import control_markdown
+
+    def row(method, baseline, cp, fraction, d, low, high):
+        return {"method": method, "baseline": baseline, "fraction": fraction, "cp": cp,
+                "r": 0.5 + d, "r_baseline": 0.5, "difference": d, "ci_low": low, "ci_high": high}  # fmt: skip
+
+    labels = {"L_sup": "L_sup", "L+T": "L+T", "L+E+T": "L+E+T (C-TRIP)",
+              "L_MAE": "L_MAE (Stage I only)"}  # fmt: skip
+    control = pd.DataFrame([
+        row("L+T", "L_MAE", "LVM", 0.03, 0.30, 0.25, 0.35),
+        row("L+E+T", "L_MAE", "LVM", 0.03, 0.40, 0.33, 0.45),
+        row("L+T", "L_MAE", "LVM", 1.0, 0.01, -0.01, 0.03),
+        row("L+E+T", "L_MAE", "LVM", 1.0, -0.03, -0.05, -0.01),
+        row("L+T", "L_MAE", "RVEF", 1.0, 0.2, 0.1, 0.3),  # not a CP the book reports
+    ])  # fmt: skip
+    table4 = pd.DataFrame([row("L_MAE", "L_sup", "LVM", 0.03, 0.04, 0.01, 0.07),
+                           row("L_MAE", "L_sup", "LVM", 1.0, -0.03, -0.04, -0.02)])  # fmt: skip
+    text = control_markdown(control, table4, labels, ["LVM"])
+    assert text.startswith("```{table} Table 4b.") and ":name: table-4b" in text
+    assert "| LVM | 3% | L+E+T (C-TRIP) | 0.900 | 0.500 | 0.400 [0.330, 0.450] | higher |" in text
+    assert "0.010 [-0.010, 0.030] | no difference |" in text and "RVEF" not in text
+    assert ("- At 3% of the training split: LVM: the 2 aligned rows minus L_MAE (Stage I only) "
+            "0.300 to 0.400, higher for 2, lower for 0, no different for 0 (L_MAE (Stage I only) "
+            "itself vs L_sup: Δr 0.040 [0.010, 0.070], higher).") in text  # fmt: skip
+    assert ("- At 100% of the training split: LVM: the 2 aligned rows minus L_MAE (Stage I only) "
+            "-0.030 to 0.010, higher for 0, lower for 1, no different for 1") in text  # fmt: skip
+    assert "control_differences.csv" in text
+    assert "No control" in control_markdown(control.iloc[:0], table4, labels, ["LVM"])

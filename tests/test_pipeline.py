@@ -144,7 +144,7 @@ def test_plan_has_every_table2_method_and_dependencies_in_order():
     stage3 = [n for n in names if n.startswith("stage3_")]
     assert stage3 == [
         f"stage3_{m}"
-        for m in ("CMR_sup", "L_sup", "E_sup", "T_sup", "L_T", "L_E", "L_E_Tp", "L_E_T")
+        for m in ("CMR_sup", "L_sup", "E_sup", "T_sup", "L_T", "L_E", "L_E_Tp", "L_E_T", "L_MAE")
     ]
     for i, run in enumerate(plan):
         assert all(names.index(n) < i for n in run.needs), run.name
@@ -168,6 +168,20 @@ def test_plan_has_every_table2_method_and_dependencies_in_order():
     assert by_name["stage2_L_E_T"].inputs == {"encoders": {"localizer": "stage1_localizer", "ecg": "stage1_ecg",
                                                            "tabular": "stage1_tabular_T"}}  # fmt: skip
     assert by_name["stage3_L_sup"].inputs == {"init": None}
+    # the control: the Stage I encoder fine-tuned; compared with, but not a row of, Table 2
+    assert by_name["stage3_L_MAE"].inputs == {"init": "stage1_localizer"}
+    assert by_name["stage3_L_MAE"].parameters["encoder"] == "stage1"
+    table2 = by_name["table2"].parameters
+    assert table2["controls"] == ["L_MAE"] and table2["control"] == "L_MAE"
+    assert table2["aligned"] == ["L+T", "L+E", "L+E+Tp", "L+E+T"]
+    assert (
+        "L_MAE" in table2["methods"] and "L_MAE" not in by_name["screening"].parameters["methods"]
+    )
+    assert by_name["fraction_curves"].parameters["methods"]["L_MAE"] == "L_MAE (Stage I only)"
+    none = {r.name: r for r in build_plan(load_settings("smoke", ['table2.control=""']))}
+    assert none["table2"].parameters["control"] == ""
+    with pytest.raises(SettingsError, match="table2.control: 'L_nope' is not one of the methods"):
+        load_settings("smoke", ["table2.control=L_nope"])
 
 
 def test_overrides_change_only_the_runs_they_concern():

@@ -58,15 +58,23 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     numbers = table[[f"{cp}_{m}" for cp in ("LVEF", "LVM", "RVEF", "RVEDV")
                      for m in ("md", "md_ci_low", "md_ci_high", "loa_low", "loa_high")]]  # fmt: skip
     assert np.isfinite(numbers.to_numpy()).all()
-    assert len(pd.read_csv(results / "table2_cp18.csv").query("fraction == 1.0")) == 8 * 18
+    assert (
+        len(pd.read_csv(results / "table2_cp18.csv").query("fraction == 1.0")) == 9 * 18
+    )  # with the control
     curves = pd.read_csv(results / "pearson_vs_fraction.csv")
     references = {"ref_localizer", "ref_cmr", "ref_ecg", "ref_tabular", "mean"}
     assert set(curves["fraction"]) == {0.5, 1.0}
-    assert set(curves["method"]) == set(table["method"]) | references  # dashed in Fig. 3
+    # Table 2 keeps the paper's rows; the control (L_MAE) joins the curves and comparisons
+    assert (
+        set(curves["method"]) == set(table["method"]) | {"L_MAE"} | references
+    )  # dashed in Fig. 3
     assert len(pd.read_csv(results / "yardstick.csv")) == len(references)
     assert set(pd.read_csv(results / "paired_differences.csv")["method"]) == set(
         table["method"]
-    ) - {"L_sup"}
+    ) - {"L_sup"} | {"L_MAE"}
+    control = pd.read_csv(results / "control_differences.csv")
+    assert set(control["method"]) == {"L+T", "L+E", "L+E+Tp", "L+E+T"}
+    assert set(control["baseline"]) == {"L_MAE"} and np.isfinite(control["ci_low"]).all()
     assert len(pd.read_csv(results / "coverage.csv")) and len(
         pd.read_csv(results / "screening.csv")
     )
@@ -85,6 +93,7 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert not (root / "book" / "executed").exists() and not (root / "_build" / "html").exists()
     page = (html / "book" / "results.html").read_text()
     assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
+    assert "Table 4b." in page and "L_MAE (Stage I only)" in page
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan) - 1

@@ -209,6 +209,55 @@ def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps:
             "{download}`Download as CSV </book/executed/tables/paired_differences.csv>`.*\n")  # fmt: skip
 
 
+def control_markdown(control_differences: pd.DataFrame, differences: pd.DataFrame,
+                     labels: dict[str, str], cps: list[str]) -> str:  # fmt: skip
+    """Table 4b: each aligned row minus the control (the Stage I encoder fine-tuned without
+    Stage II) per fraction, with its paired CI; then per fraction, generated from the numbers,
+    the control against Table 4's comparison method and how many aligned rows clear the control."""
+    if control_differences.empty:
+        return "*No control was run (`table2.control` is empty).*\n"
+    control = control_differences["baseline"].iloc[0]
+    name = labels.get(control, control)
+    at = control_differences[control_differences["cp"].isin(cps)]
+    order = {cp: k for k, cp in enumerate(cps)}
+    rows = []
+    for _, d in at.assign(_cp=at["cp"].map(order)).sort_values(["_cp", "fraction"]).iterrows():
+        rows.append([str(d["cp"]), f"{d['fraction']:.0%}", labels.get(d["method"], d["method"]),
+                     _fmt(d["r"], 3), _fmt(d["r_baseline"], 3),
+                     _ci(d["difference"], d["ci_low"], d["ci_high"], 3),
+                     _reading(d, "no difference", "higher", "lower")])  # fmt: skip
+    caption = (f"Table 4b. Pearson r of each aligned row minus that of {name}, the Stage I "
+               "encoder fine-tuned without Stage II, on the same test subjects, per fine-tuning "
+               "fraction (mean over seeds; paired bootstrap 95% CI). Not from the paper.")  # fmt: skip
+    header = ["CP", "fraction", "Method", "r", f"r {name}", "Δr [95% CI]", "reading"]
+    text = _numbers_table(caption, "table-4b", header, rows)
+    own = differences[differences["method"] == control] if len(differences) else differences
+    lines = []
+    for fraction in sorted(at["fraction"].unique()):
+        said = []
+        for cp in [c for c in cps if c in set(at["cp"])]:
+            group = at[np.isclose(at["fraction"], fraction) & (at["cp"] == cp)]
+            higher, lower = int((group["ci_low"] > 0).sum()), int((group["ci_high"] < 0).sum())
+            clause = (f"{cp}: the {len(group)} aligned rows minus {name} "
+                      f"{_fmt(group['difference'].min(), 3)} to {_fmt(group['difference'].max(), 3)}, "
+                      f"higher for {higher}, lower for {lower}, no different for "
+                      f"{len(group) - higher - lower}")  # fmt: skip
+            mine = (
+                own[np.isclose(own["fraction"], fraction) & (own["cp"] == cp)] if len(own) else own
+            )
+            if len(mine):
+                d = mine.iloc[0]
+                base = labels.get(d["baseline"], d["baseline"])
+                clause += (f" ({name} itself vs {base}: Δr "
+                           f"{_ci(d['difference'], d['ci_low'], d['ci_high'], 3)}, "
+                           f"{_reading(d, 'no different', 'higher', 'lower')})")  # fmt: skip
+            said.append(clause)
+        lines.append(f"- At {fraction:.0%} of the training split: " + "; ".join(said) + ".")
+    return (text + "\nStated from the numbers (generated; a CI that contains 0 is no "
+            "difference):\n\n" + "\n".join(lines)
+            + "\n\n*{download}`Download as CSV </book/executed/tables/control_differences.csv>`.*\n")  # fmt: skip
+
+
 def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str]) -> str:
     """Table 5: cross-modal retrieval and participation ratios of every Stage II run."""
     from ctrip.analysis.screening import wilson_interval
@@ -882,6 +931,9 @@ def write_includes(
     """The generated parts of the chapters, from the result tables and provenance."""
     includes.mkdir(parents=True, exist_ok=True)
     labels = {m: spec.get("label", m) for m, spec in settings["methods"].items()}
+    # the paper's rows (Table 2 and what reads it); a control (paper: false) joins the comparisons
+    paper_labels = {m: label for m, label in labels.items()
+                    if (settings["methods"][m] or {}).get("paper", True)}  # fmt: skip
     cps = list(settings["table2"]["cps"])
     table = pd.read_csv(results_dir / "table2.csv")
     summary = pd.read_csv(results_dir / "table2_cp18.csv")
@@ -892,8 +944,8 @@ def write_includes(
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
     tables = includes.parent / "tables"  # every table of the results page, downloadable
     for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "yardstick_differences.csv",
-                 "paired_differences.csv", "pearson_vs_fraction.csv", "oracle.csv", "coverage.csv",
-                 "screening.csv"):  # fmt: skip
+                 "paired_differences.csv", "control_differences.csv", "pearson_vs_fraction.csv",
+                 "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
         if (results_dir / name).exists():
             _write(tables / name, (results_dir / name).read_bytes())
     read = lambda name: (pd.read_csv(results_dir / name) if (results_dir / name).exists()  # noqa: E731
@@ -912,22 +964,27 @@ def write_includes(
     _write(includes / "key_result.md", key_result_markdown(
         differences, labels, settings["figures"]["attention"]["method"], cps, settings["profile"]))  # fmt: skip
     coverage_methods = settings["screening"]["coverage_methods"]
-    for part, text in screening_markdown(results_dir, labels, coverage_methods).items():
+    for part, text in screening_markdown(results_dir, paper_labels, coverage_methods).items():
         _write(includes / f"screening_{part}.md", text)
     _write(includes / "differences.md", differences_markdown(differences, labels, cps))
+    _write(includes / "control.md",
+           control_markdown(read("control_differences.csv"), differences, labels, cps))  # fmt: skip
     _write(includes / "comparisons.md", comparison_sentences(
         differences, table, yardstick, labels, cps, float(settings["table2"]["fraction"])))  # fmt: skip
     _write(
         includes / "cp18.md",
         cp18_markdown(
-            summary[np.isclose(summary["fraction"], settings["table2"]["fraction"])], labels
+            summary[np.isclose(summary["fraction"], settings["table2"]["fraction"])],
+            paper_labels,
         ),
     )
     _write(includes / "paper_reading.md", paper_reading_markdown(
-        curves, differences, labels, cps, attention["baseline"], attention["method"]))  # fmt: skip
+        curves, differences, paper_labels, cps, attention["baseline"], attention["method"]))  # fmt: skip
     _write(
         includes / "summary.md",
-        summary_markdown(table, curves, labels, cps, attention["baseline"], attention["method"]),
+        summary_markdown(
+            table, curves, paper_labels, cps, attention["baseline"], attention["method"]
+        ),
     )
     _write(includes / "profile.md", profile_markdown(settings) + "\n" + cohort_markdown(settings))
     _write(includes / "provenance.md", provenance_markdown(plan, results_dir, order))

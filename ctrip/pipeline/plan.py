@@ -172,10 +172,17 @@ def build_plan(settings: dict) -> list[Run]:
 
     figures = settings["figures"]
     labels = {name: spec.get("label", name) for name, spec in methods.items()}
+    paper_labels = {
+        name: label for name, label in labels.items() if methods[name].get("paper", True)
+    }
     inputs = {"stage3": stage3_runs, "references": "reference_baselines"}
     modalities = {name: spec["modality"] for name, spec in methods.items()}
     table = {"methods": labels, "modalities": modalities, "simulated": facts["simulated"],
              **settings["table2"]}  # fmt: skip
+    # Table 2 keeps the paper's rows; Table 4b sets the aligned rows against the control.
+    table["controls"] = [name for name in labels if name not in paper_labels]
+    table["control"] = table.get("control") if table.get("control") in methods else ""
+    table["aligned"] = [name for name, spec in methods.items() if spec["encoder"] == "stage2"]
     add(
         Run(
             "table2",
@@ -190,6 +197,7 @@ def build_plan(settings: dict) -> list[Run]:
                 "yardstick.csv",
                 "yardstick_differences.csv",
                 "paired_differences.csv",
+                "control_differences.csv",
             ],  # fmt: skip
         )
     )
@@ -206,7 +214,7 @@ def build_plan(settings: dict) -> list[Run]:
         Run(
             "screening",
             nb["screening"],
-            {"methods": labels, **settings["screening"]},
+            {"methods": paper_labels, **settings["screening"]},
             inputs={"stage3": stage3_runs},
             publish=["coverage.csv", "screening.csv", "abnormal_counts.csv", "figures"],
         )

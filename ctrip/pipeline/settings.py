@@ -181,6 +181,12 @@ def check_settings(settings: dict[str, Any]) -> None:
         if "modality" not in (spec or {}):
             raise SettingsError(f"methods.{name}.modality: missing (the input at inference)")
     sweep, table2 = settings["sweep"], settings["table2"]
+    control = table2.get("control") or ""
+    if control and control not in settings["methods"]:
+        raise SettingsError(
+            f"table2.control: {control!r} is not one of the methods ({', '.join(settings['methods'])}); "
+            '"" for none'
+        )
     for key in ("fractions", "seeds"):
         if not sweep[key]:
             raise SettingsError(f"sweep.{key}: empty")
