@@ -196,6 +196,16 @@ def test_paper_reading_needs_cis_that_clear_the_runner_up():
     assert text.count("(not clearly E_sup last)") == 1
     assert "LVM: C-TRIP 0.60 [0.50, 0.70], rank 1 of 2" in text
     assert "at 3% higher on LVM, no different on LVEF; at 100% lower on LVM" in text
+    assert "Table 4b" not in text  # no control was run
+    # the control isolates the alignment: the same words, from the control's paired CIs
+    control = differences.assign(baseline="L_MAE", ci_low=[-0.01, 0.01, -0.02],
+                                 ci_high=[0.03, 0.05, 0.02])  # fmt: skip
+    text = paper_reading_markdown(
+        _curves(rows), differences, labels, ["LVEF", "LVM"], "L_sup", "L+E+T", control
+    )
+    assert ("Against L_MAE, the same encoder pre-trained but not aligned (Table 4b), which "
+            "isolates the alignment: at 3% higher on LVEF, no different on LVM; at 100% no "
+            "different on LVM.") in text  # fmt: skip
     empty = paper_reading_markdown(_curves({}), differences, labels, ["LVM"], "L_sup", "L+E+T")
     assert "needs Table 2's methods" in empty
 
