@@ -322,10 +322,10 @@ def test_control_reading_counts_the_aligned_rows_that_clear_it():
     assert text.startswith("```{table} Table 4b.") and ":name: table-4b" in text
     assert "| LVM | 3% | L+E+T (C-TRIP) | 0.900 | 0.500 | 0.400 [0.330, 0.450] | higher |" in text
     assert "0.010 [-0.010, 0.030] | no difference |" in text and "RVEF" not in text
-    assert ("- At 3% of the training split: LVM: the 2 aligned rows minus L_MAE (Stage I only) "
-            "0.300 to 0.400, higher for 2, lower for 0, no different for 0 (L_MAE (Stage I only) "
-            "itself vs L_sup: Δr 0.040 [0.010, 0.070], higher).") in text  # fmt: skip
-    assert ("- At 100% of the training split: LVM: the 2 aligned rows minus L_MAE (Stage I only) "
-            "-0.030 to 0.010, higher for 0, lower for 1, no different for 1") in text  # fmt: skip
+    assert ("- At 3% of the training split, the 2 aligned rows minus L_MAE (Stage I only): LVM "
+            "0.300 to 0.400, higher for 2. L_MAE (Stage I only) itself against L_sup: LVM Δr "
+            "0.040 [0.010, 0.070], higher.") in text  # fmt: skip
+    assert ("- At 100% of the training split, the 2 aligned rows minus L_MAE (Stage I only): LVM "
+            "-0.030 to 0.010, higher for 0, lower for 1, no different for 1.") in text  # fmt: skip
     assert "control_differences.csv" in text
     assert "No control" in control_markdown(control.iloc[:0], table4, labels, ["LVM"])

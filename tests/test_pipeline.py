@@ -314,3 +314,6 @@ def test_the_long_independent_run_starts_as_soon_as_the_cohort_is_there():
                           "stage1_tabular_T", "stage1_tabular_Tp", "stage3_CMR_sup", "stage3_L_sup",
                           "stage3_E_sup", "stage3_T_sup"}  # fmt: skip
     assert [r.name for r in ready_runs(pending, set())] == []
+    # the Stage I-only control waits on no Stage II run: it goes first once its encoder is there
+    later = [r.name for r in ready_runs(pending, {"cohort", "stage1_localizer"})]
+    assert set(later[:2]) == {"reference_baselines", "stage3_L_MAE"}

@@ -234,25 +234,29 @@ def control_markdown(control_differences: pd.DataFrame, differences: pd.DataFram
     own = differences[differences["method"] == control] if len(differences) else differences
     lines = []
     for fraction in sorted(at["fraction"].unique()):
-        said = []
+        aligned, alone = [], []
         for cp in [c for c in cps if c in set(at["cp"])]:
             group = at[np.isclose(at["fraction"], fraction) & (at["cp"] == cp)]
             higher, lower = int((group["ci_low"] > 0).sum()), int((group["ci_high"] < 0).sum())
-            clause = (f"{cp}: the {len(group)} aligned rows minus {name} "
-                      f"{_fmt(group['difference'].min(), 3)} to {_fmt(group['difference'].max(), 3)}, "
-                      f"higher for {higher}, lower for {lower}, no different for "
-                      f"{len(group) - higher - lower}")  # fmt: skip
+            same = len(group) - higher - lower
+            aligned.append(f"{cp} {_fmt(group['difference'].min(), 3)} to "
+                           f"{_fmt(group['difference'].max(), 3)}, higher for {higher}"
+                           + (f", lower for {lower}" if lower else "")
+                           + (f", no different for {same}" if same else ""))  # fmt: skip
             mine = (
                 own[np.isclose(own["fraction"], fraction) & (own["cp"] == cp)] if len(own) else own
             )
             if len(mine):
                 d = mine.iloc[0]
-                base = labels.get(d["baseline"], d["baseline"])
-                clause += (f" ({name} itself vs {base}: Δr "
-                           f"{_ci(d['difference'], d['ci_low'], d['ci_high'], 3)}, "
-                           f"{_reading(d, 'no different', 'higher', 'lower')})")  # fmt: skip
-            said.append(clause)
-        lines.append(f"- At {fraction:.0%} of the training split: " + "; ".join(said) + ".")
+                alone.append(f"{cp} Δr {_ci(d['difference'], d['ci_low'], d['ci_high'], 3)}, "
+                             f"{_reading(d, 'no different', 'higher', 'lower')}")  # fmt: skip
+        n = int(at[np.isclose(at["fraction"], fraction)]["method"].nunique())
+        line = (f"- At {fraction:.0%} of the training split, the {n} aligned rows minus {name}: "
+                + "; ".join(aligned) + ".")  # fmt: skip
+        if alone:
+            base = labels.get(own["baseline"].iloc[0], own["baseline"].iloc[0])
+            line += f" {name} itself against {base}: " + "; ".join(alone) + "."
+        lines.append(line)
     return (text + "\nStated from the numbers (generated; a CI that contains 0 is no "
             "difference):\n\n" + "\n".join(lines)
             + "\n\n*{download}`Download as CSV </book/executed/tables/control_differences.csv>`.*\n")  # fmt: skip

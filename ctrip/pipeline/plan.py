@@ -31,8 +31,9 @@ class Run:
     `parameters` are hashed; `inputs` name other runs (nested dict/list of run names) and reach
     the notebook as the folders of those runs; `needs` are every run this one depends on;
     `threads` is the CPU thread count of its kernel (hashed too: it can change the numbers).
-    `early`: a long run that needs only the cohort, started as soon as it can be, so that it
-    overlaps the stage chain instead of leaving a core idle at the end (not hashed).
+    `early`: a long run off the Stage II chain (the reference baselines, which need only the
+    cohort; a Stage III run from a Stage I encoder), started as soon as it can be, so that it
+    overlaps the chain instead of leaving a core idle at the end (not hashed).
     """
 
     name: str
@@ -150,7 +151,9 @@ def build_plan(settings: dict) -> list[Run]:
             "config": run_config(config, "stage3", [spec["modality"]]),
         }
         stage3_runs[name] = f"stage3_{slug(name)}"
-        add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}, step="stage3"))
+        # From a Stage I encoder (the control), the run waits on no Stage II run: it overlaps them.
+        add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}, step="stage3",
+                early=spec["encoder"] == "stage1"))  # fmt: skip
 
     sweep = settings["sweep"]
     add(
