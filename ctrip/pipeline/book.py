@@ -25,7 +25,7 @@ from ctrip.data.schema import CP_NAMES, CP_UNITS
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.outputs import load_outputs
-from ctrip.pipeline.plan import Run
+from ctrip.pipeline.plan import Run, paper_rows
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -946,8 +946,7 @@ def write_includes(
     includes.mkdir(parents=True, exist_ok=True)
     labels = {m: spec.get("label", m) for m, spec in settings["methods"].items()}
     # the paper's rows (Table 2 and what reads it); a control (paper: false) joins the comparisons
-    paper_labels = {m: label for m, label in labels.items()
-                    if (settings["methods"][m] or {}).get("paper", True)}  # fmt: skip
+    paper_labels = {m: labels[m] for m in paper_rows(settings["methods"])}
     cps = list(settings["table2"]["cps"])
     table = pd.read_csv(results_dir / "table2.csv")
     summary = pd.read_csv(results_dir / "table2_cp18.csv")

@@ -76,6 +76,12 @@ def cohort_facts(settings: dict) -> dict[str, Any]:
     }
 
 
+def paper_rows(methods: dict[str, dict | None]) -> list[str]:
+    """The methods that are rows of the paper's Table 2; a control of this companion's has
+    `paper: false` and joins only the comparisons."""
+    return [name for name, spec in methods.items() if (spec or {}).get("paper", True)]
+
+
 def methods_for_cohort(settings: dict) -> tuple[dict[str, dict], dict[str, str]]:
     """The methods this cohort can run (each merged over `method_defaults`), and those left
     out with the reason."""
@@ -175,9 +181,7 @@ def build_plan(settings: dict) -> list[Run]:
 
     figures = settings["figures"]
     labels = {name: spec.get("label", name) for name, spec in methods.items()}
-    paper_labels = {
-        name: label for name, label in labels.items() if methods[name].get("paper", True)
-    }
+    paper_labels = {name: labels[name] for name in paper_rows(methods)}
     inputs = {"stage3": stage3_runs, "references": "reference_baselines"}
     modalities = {name: spec["modality"] for name, spec in methods.items()}
     table = {"methods": labels, "modalities": modalities, "simulated": facts["simulated"],
