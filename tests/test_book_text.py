@@ -286,6 +286,37 @@ def test_yardstick_gaps_read_as_their_cis_say():
     assert yardstick_differences_markdown(gaps.iloc[:0], LABELS, refs, ["LVM"], 1.0) == ""
 
 
+def test_loa_widths_against_the_training_mean_read_as_their_cis_say():
+    from ctrip.pipeline.book import loa_markdown
+
+    def row(method, cp, width, base, low, high, fraction=1.0):
+        return {"method": method, "baseline": "mean", "fraction": fraction, "cp": cp,
+                "loa_width": width, "loa_width_baseline": base, "difference": width - base,
+                "ci_low": low, "ci_high": high}  # fmt: skip
+
+    loa = pd.DataFrame([row("L_sup", "LVEF", 22.5, 25.6, -4.9, -1.4),
+                        row("L+E+T", "LVEF", 25.0, 25.6, -1.5, 0.3),
+                        row("L_sup", "RVEF", 21.3, 22.3, -1.7, -0.4),
+                        row("L+E+T", "RVEF", 23.0, 22.3, 0.2, 1.2),
+                        row("L_sup", "LVEF", 30.0, 25.6, 3.0, 5.0, fraction=0.1)])  # fmt: skip
+    labels = {**LABELS, "mean": "training mean"}
+    text = loa_markdown(loa, labels, ["LVEF", "RVEF"], 1.0)
+    assert "Table 3c." in text and ":name: table-3c" in text
+    assert "| LVEF [%] | L_sup | 22.5 | 25.6 | -3.10 [-4.90, -1.40] | narrower |" in text
+    assert "-0.60 [-1.50, 0.30] | no difference |" in text and "| wider |" in text
+    assert (
+        "- LVEF: 1 of the 2 rows have narrower limits than the training mean (25.6 % wide); "
+        "no different for L+E+T (C-TRIP)." in text
+    )
+    assert (
+        "- RVEF: 1 of the 2 rows have narrower limits than the training mean (22.3 % wide); "
+        "wider for L+E+T (C-TRIP)." in text
+    )
+    assert "30.0" not in text  # another fraction
+    assert loa_markdown(loa.iloc[:0], labels, ["LVEF"], 1.0) == ""
+    assert loa_markdown(loa, labels, ["LVM"], 1.0) == ""
+
+
 def test_dimensionality_reading_gives_what_each_pair_shares():
     from ctrip.pipeline.book import dimensionality_reading
 

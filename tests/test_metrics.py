@@ -133,6 +133,34 @@ def test_paired_differences_over_seeds_and_fractions():
     assert np.allclose(same[["difference", "ci_low", "ci_high"]].to_numpy(), 0.0)
 
 
+def test_paired_loa_width_differences_by_hand():
+    """The LoA width is 2 x 1.96 SD of prediction - reference: a constant predictor's is that of
+    the references; a closer predictor's CI lies wholly below it; a wrong metric name raises."""
+    from ctrip.analysis.metrics import Z95
+    from ctrip.analysis.report import paired_differences
+
+    rng = np.random.default_rng(3)
+    n = 400
+    ref = rng.normal(55, 8, n)
+    ids = [f"s{i}" for i in range(n)]
+
+    def frame(pred: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"id": ids, "split": "test", "fraction": 1.0, "seed": 0,
+                             "LVEF_pred": pred, "LVEF_ref": ref})  # fmt: skip
+
+    close = ref + rng.normal(0, 3, n)
+    predictions = {"model": frame(close), "mean": frame(np.full(n, 55.0))}
+    out = paired_differences(predictions, "mean", ["LVEF"], n_bootstrap=400, metric="loa_width")
+    d = out.iloc[0]
+    assert math.isclose(d["loa_width_baseline"], 2 * Z95 * ref.std(ddof=1))
+    assert math.isclose(d["loa_width"], 2 * Z95 * (close - ref).std(ddof=1))
+    assert math.isclose(d["difference"], d["loa_width"] - d["loa_width_baseline"])
+    assert d["ci_low"] <= d["difference"] <= d["ci_high"] < 0  # narrower than no model
+    assert "r" not in out.columns
+    with pytest.raises(ValueError, match="unknown paired metric 'rmse'"):
+        paired_differences(predictions, "mean", ["LVEF"], metric="rmse")
+
+
 def test_yardstick_differences_measure_each_method_from_its_own_modality():
     from ctrip.analysis.report import yardstick_differences
 

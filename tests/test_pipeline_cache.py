@@ -136,6 +136,8 @@ def test_results_folder_is_locked_and_temporary_folders_are_per_process(
         ("methods.L_sup.frozen=maybe", r"methods\.L_sup\.frozen: 'maybe' is a str, expected bool"),
         ("table2.fraction=0.3", r"table2\.fraction: 0\.3 is not one of sweep\.fractions"),
         ("table2.cps=[LVEF, EF]", r"table2\.cps: \['EF'\] are not CP names"),
+        ("table2.loa_cps=[RVEF, LVX]", r"table2\.loa_cps: \['LVX'\] are not CP names"),
+        ("table2.yardstick_cps=[EDV]", r"table2\.yardstick_cps: \['EDV'\] are not CP names"),
         ("stage1.max_epochs=2.5", r"config\.stage1\.max_epochs: 2\.5 is a number, expected int"),
         ("models.localizer.pool=max", r"config\.models\.localizer\.pool: 'max' is not one of"),
         ("stage2.temperatures.localizer-ecg=-1", r"temperatures\.localizer-ecg: -1 is outside"),

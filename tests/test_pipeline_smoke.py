@@ -72,6 +72,12 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert set(pd.read_csv(results / "paired_differences.csv")["method"]) == set(
         table["method"]
     ) - {"L_sup"} | {"L_MAE"}
+    loa = pd.read_csv(results / "loa_differences.csv")  # Table 3c: every row against the mean
+    assert set(loa["method"]) == set(table["method"]) | {"L_MAE"}
+    assert set(loa["baseline"]) == {"mean"}
+    assert set(loa["cp"]) == {"LVEF", "RVEF"} and np.isfinite(loa["loa_width"]).all()
+    gaps = pd.read_csv(results / "yardstick_differences.csv")
+    assert {"LVEDV", "LVM", "RVEDV"} <= set(gaps["cp"])  # the sizes the yardstick target names
     control = pd.read_csv(results / "control_differences.csv")
     assert set(control["method"]) == {"L+T", "L+E", "L+E+Tp", "L+E+T"}
     assert set(control["baseline"]) == {"L_MAE"} and np.isfinite(control["ci_low"]).all()
@@ -94,6 +100,7 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     page = (html / "book" / "results.html").read_text()
     assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
     assert "Table 4b." in page and "L_MAE (Stage I only)" in page
+    assert "Table 3c." in page and "have narrower limits than the training mean" in page
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan) - 1

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctrip.analysis.metrics import Z95
 from ctrip.data.schema import CP_NAMES
 
 PREDICTIONS_FILE = "predictions.parquet"
@@ -124,6 +125,20 @@ def _rowwise_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (x * y).sum(axis=1) / denom, np.nan)
 
 
+def _rowwise_loa_width(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Width of the 95% limits of agreement (2 x 1.96 SD of x - y, ddof 1) of each row pair."""
+    return 2 * Z95 * (x - y).std(axis=1, ddof=1)
+
+
+# A paired metric of predictions and references: its value on one (n,) pair and on each row of
+# (n_boot, n) resamples. "r": Pearson r (higher is better); "loa_width": the width of the
+# Bland-Altman limits of agreement, in the CP's units (lower is better).
+PAIRED_METRICS = {
+    "r": (lambda x, y: float(np.corrcoef(x, y)[0, 1]), _rowwise_r),
+    "loa_width": (lambda x, y: float(_rowwise_loa_width(x[None], y[None])[0]), _rowwise_loa_width),
+}
+
+
 def paired_differences(
     predictions: Mapping[str, pd.DataFrame],
     baseline: str,
@@ -132,11 +147,19 @@ def paired_differences(
     n_bootstrap: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    metric: str = "r",
 ) -> pd.DataFrame:
-    """Difference in Pearson r (method - `baseline`) per method, CP and fraction, with a paired
-    bootstrap CI over subjects: each resample of subjects is shared by both methods and by every
-    seed, and the difference is that of the seed-mean r, as Table 2 and Fig. 3 average seeds.
-    A difference whose CI contains 0 is no evidence of a difference."""
+    """Difference in `metric` (method - `baseline`; Pearson r by default, see `PAIRED_METRICS`)
+    per method, CP and fraction, with a paired bootstrap CI over subjects: each resample of
+    subjects is shared by both methods and by every seed, and the difference is that of the
+    seed-mean metric, as Table 2 and Fig. 3 average seeds. The columns `<metric>` and
+    `<metric>_baseline` hold the two seed means. A difference whose CI contains 0 is no evidence
+    of a difference."""
+    if metric not in PAIRED_METRICS:
+        raise ValueError(
+            f"unknown paired metric {metric!r}; expected one of {sorted(PAIRED_METRICS)}"
+        )
+    point, rowwise = PAIRED_METRICS[metric]
     if baseline not in predictions:
         raise KeyError(f"baseline {baseline!r} has no predictions; have {sorted(predictions)}")
     rng_seed = np.random.SeedSequence(seed)
@@ -163,16 +186,17 @@ def paired_differences(
                     pb = b[b["seed"] == s].set_index("id").loc[ids]
                     ref = pa[f"{cp}_ref"].to_numpy(float)
                     xa, xb = pa[f"{cp}_pred"].to_numpy(float), pb[f"{cp}_pred"].to_numpy(float)
-                    r_a.append(np.corrcoef(xa, ref)[0, 1])
-                    r_b.append(np.corrcoef(xb, ref)[0, 1])
-                    boot += _rowwise_r(xa[resample], ref[resample]) - _rowwise_r(
+                    r_a.append(point(xa, ref))
+                    r_b.append(point(xb, ref))
+                    boot += rowwise(xa[resample], ref[resample]) - rowwise(
                         xb[resample], ref[resample]
                     )
                 boot /= len(seeds)
                 alpha = (1 - confidence) / 2
                 low, high = np.nanquantile(boot, [alpha, 1 - alpha])
                 rows.append({"method": method, "baseline": baseline, "fraction": float(fraction),
-                             "cp": cp, "r": float(np.mean(r_a)), "r_baseline": float(np.mean(r_b)),
+                             "cp": cp, metric: float(np.mean(r_a)),
+                             f"{metric}_baseline": float(np.mean(r_b)),
                              "difference": float(np.mean(r_a) - np.mean(r_b)),
                              "ci_low": float(low), "ci_high": float(high),
                              "n_test": len(ids), "n_seeds": len(seeds),

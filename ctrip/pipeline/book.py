@@ -190,6 +190,52 @@ def yardstick_differences_markdown(gaps: pd.DataFrame, labels: dict[str, str],
             "</book/executed/tables/yardstick_differences.csv>`.*\n")  # fmt: skip
 
 
+def loa_markdown(loa: pd.DataFrame, labels: dict[str, str], cps: list[str],
+                 fraction: float) -> str:  # fmt: skip
+    """Table 3c: each row's LoA width minus the constant training mean's at `fraction`, with its
+    paired CI, and per CP a generated sentence: which rows the CI shows narrower, no different
+    or wider than predicting the mean."""
+    if loa.empty:
+        return ""
+    at = loa[np.isclose(loa["fraction"], fraction) & loa["cp"].isin(cps)]
+    if at.empty:
+        return ""
+    order = {cp: k for k, cp in enumerate(cps)}
+    at = at.sort_values("cp", key=lambda c: c.map(order), kind="stable")
+    constant = labels.get(at["baseline"].iloc[0], at["baseline"].iloc[0])
+    rows, lines = [], []
+    for _, d in at.iterrows():
+        rows.append([f"{d['cp']} [{CP_UNITS[d['cp']]}]", labels.get(d["method"], d["method"]),
+                     _fmt(d["loa_width"]), _fmt(d["loa_width_baseline"]),
+                     _ci(d["difference"], d["ci_low"], d["ci_high"], 2),
+                     _reading(d, "no difference", "wider", "narrower")])  # fmt: skip
+
+    def names(part: pd.DataFrame) -> str:
+        return ", ".join(labels.get(m, m) for m in part["method"])
+
+    for cp in [c for c in cps if c in set(at["cp"])]:
+        group = at[at["cp"] == cp]
+        narrower = group[group["ci_high"] < 0]
+        same = group[(group["ci_low"] <= 0) & (group["ci_high"] >= 0)]
+        wider = group[group["ci_low"] > 0]
+        line = (f"- {cp}: {len(narrower)} of the {len(group)} rows have narrower limits than the "
+                f"{constant} ({_fmt(group['loa_width_baseline'].iloc[0])} {CP_UNITS[cp]} wide)")  # fmt: skip
+        if len(same):
+            line += f"; no different for {names(same)}"
+        if len(wider):
+            line += f"; wider for {names(wider)}"
+        lines.append(line + ".")
+    caption = (f"Table 3c. Width of each row's 95% limits of agreement minus that of the {constant} "
+               f"(Table 3) on the same test subjects, at {fraction:.0%} of the training split "
+               "(mean over seeds; paired bootstrap 95% CI). Negative: narrower limits than "
+               "predicting every subject at the mean. Not from the paper.")  # fmt: skip
+    header = ["CP", "Method", "LoA width", f"LoA width, {constant}", "Δ width [95% CI]", "reading"]
+    return (_numbers_table(caption, "table-3c", header, rows)
+            + "\nStated from the numbers (generated; a CI that contains 0 is no difference):\n\n"
+            + "\n".join(lines)
+            + "\n\n*{download}`Download as CSV </book/executed/tables/loa_differences.csv>`.*\n")  # fmt: skip
+
+
 def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps: list[str]) -> str:
     """Table 4: difference in r from the comparison method per fraction, with its paired CI."""
     if differences.empty:
@@ -957,7 +1003,7 @@ def write_includes(
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
     tables = includes.parent / "tables"  # every table of the results page, downloadable
     for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "yardstick_differences.csv",
-                 "paired_differences.csv", "control_differences.csv", "pearson_vs_fraction.csv",
+                 "loa_differences.csv", "paired_differences.csv", "control_differences.csv", "pearson_vs_fraction.csv",
                  "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
         if (results_dir / name).exists():
             _write(tables / name, (results_dir / name).read_bytes())
@@ -965,9 +1011,13 @@ def write_includes(
                          else pd.DataFrame())  # fmt: skip
     yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
     references = dict(zip(yardstick.get("method", []), yardstick.get("label", [])))
+    fraction = float(settings["table2"]["fraction"])
     gaps = yardstick_differences_markdown(read("yardstick_differences.csv"), labels, references,
-                                          cps, float(settings["table2"]["fraction"]))  # fmt: skip
-    _write(includes / "yardstick.md", yardstick_markdown(yardstick, cps) + "\n" + gaps)
+                                          list(settings["table2"]["yardstick_cps"]), fraction)  # fmt: skip
+    loa = loa_markdown(read("loa_differences.csv"), {**labels, **references},
+                       list(settings["table2"]["loa_cps"]), fraction)  # fmt: skip
+    _write(includes / "yardstick.md",
+           yardstick_markdown(yardstick, cps) + "\n" + gaps + ("\n" + loa if loa else ""))  # fmt: skip
     _write(includes / "alignment.md", alignment_markdown(plan, results_dir, labels))
     share_file, share = _heart_share_file(results_dir), None
     if share_file is not None:

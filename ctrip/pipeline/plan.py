@@ -203,6 +203,7 @@ def build_plan(settings: dict) -> list[Run]:
                 "table2_seeds.csv",
                 "yardstick.csv",
                 "yardstick_differences.csv",
+                "loa_differences.csv",
                 "paired_differences.csv",
                 "control_differences.csv",
             ],  # fmt: skip

@@ -195,6 +195,8 @@ def check_settings(settings: dict[str, Any]) -> None:
             f"table2.fraction: {table2['fraction']} is not one of sweep.fractions {sweep['fractions']}"
         )
     for key, cps in (("table2.cps", table2["cps"]),
+                     ("table2.yardstick_cps", table2["yardstick_cps"]),
+                     ("table2.loa_cps", table2["loa_cps"]),
                      ("figures.fraction_curves.cps", settings["figures"]["fraction_curves"]["cps"]),
                      ("figures.attention.target_cp", [settings["figures"]["attention"]["target_cp"]])):  # fmt: skip
         unknown = [cp for cp in cps if cp not in CP_NAMES]
