@@ -180,14 +180,14 @@ def paired_differences(
             rng = np.random.default_rng(rng_seed.spawn(1)[0])
             resample = rng.integers(0, len(ids), size=(n_bootstrap, len(ids)))
             for cp in cps:
-                r_a, r_b, boot = [], [], np.zeros(n_bootstrap)
+                value_a, value_b, boot = [], [], np.zeros(n_bootstrap)
                 for s in seeds:
                     pa = a[a["seed"] == s].set_index("id").loc[ids]
                     pb = b[b["seed"] == s].set_index("id").loc[ids]
                     ref = pa[f"{cp}_ref"].to_numpy(float)
                     xa, xb = pa[f"{cp}_pred"].to_numpy(float), pb[f"{cp}_pred"].to_numpy(float)
-                    r_a.append(point(xa, ref))
-                    r_b.append(point(xb, ref))
+                    value_a.append(point(xa, ref))
+                    value_b.append(point(xb, ref))
                     boot += rowwise(xa[resample], ref[resample]) - rowwise(
                         xb[resample], ref[resample]
                     )
@@ -195,9 +195,9 @@ def paired_differences(
                 alpha = (1 - confidence) / 2
                 low, high = np.nanquantile(boot, [alpha, 1 - alpha])
                 rows.append({"method": method, "baseline": baseline, "fraction": float(fraction),
-                             "cp": cp, metric: float(np.mean(r_a)),
-                             f"{metric}_baseline": float(np.mean(r_b)),
-                             "difference": float(np.mean(r_a) - np.mean(r_b)),
+                             "cp": cp, metric: float(np.mean(value_a)),
+                             f"{metric}_baseline": float(np.mean(value_b)),
+                             "difference": float(np.mean(value_a) - np.mean(value_b)),
                              "ci_low": float(low), "ci_high": float(high),
                              "n_test": len(ids), "n_seeds": len(seeds),
                              "n_bootstrap": n_bootstrap})  # fmt: skip

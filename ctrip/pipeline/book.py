@@ -1003,8 +1003,8 @@ def write_includes(
     _write(includes / "table2.md", table2_markdown(table, oracle, cps))
     tables = includes.parent / "tables"  # every table of the results page, downloadable
     for name in ("table2.csv", "table2_cp18.csv", "yardstick.csv", "yardstick_differences.csv",
-                 "loa_differences.csv", "paired_differences.csv", "control_differences.csv", "pearson_vs_fraction.csv",
-                 "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
+                 "loa_differences.csv", "paired_differences.csv", "control_differences.csv",
+                 "pearson_vs_fraction.csv", "oracle.csv", "coverage.csv", "screening.csv"):  # fmt: skip
         if (results_dir / name).exists():
             _write(tables / name, (results_dir / name).read_bytes())
     read = lambda name: (pd.read_csv(results_dir / name) if (results_dir / name).exists()  # noqa: E731
