@@ -62,6 +62,13 @@ def _ci(value: float, low: float, high: float, digits: int = 1) -> str:
     return f"{_fmt(value, digits)} [{_bound(low, digits)}, {_bound(high, digits)}]"
 
 
+def _stated(lines: list[str], csv: str) -> str:
+    """Generated readings under a table, then the link to download the table's CSV."""
+    return ("\nStated from the numbers (generated; a CI that contains 0 is no difference):\n\n"
+            + "\n".join(lines)
+            + f"\n\n*{{download}}`Download as CSV </book/executed/tables/{csv}>`.*\n")  # fmt: skip
+
+
 def _reading(d: pd.Series, same: str, up: str, down: str) -> str:
     """How a paired difference reads: `same` when its CI contains 0, else `up` or `down` by the
     sign of the difference."""
@@ -203,37 +210,31 @@ def loa_markdown(loa: pd.DataFrame, labels: dict[str, str], cps: list[str],
     order = {cp: k for k, cp in enumerate(cps)}
     at = at.sort_values("cp", key=lambda c: c.map(order), kind="stable")
     constant = labels.get(at["baseline"].iloc[0], at["baseline"].iloc[0])
-    rows, lines = [], []
-    for _, d in at.iterrows():
-        rows.append([f"{d['cp']} [{CP_UNITS[d['cp']]}]", labels.get(d["method"], d["method"]),
-                     _fmt(d["loa_width"]), _fmt(d["loa_width_baseline"]),
-                     _ci(d["difference"], d["ci_low"], d["ci_high"], 2),
-                     _reading(d, "no difference", "wider", "narrower")])  # fmt: skip
-
-    def names(part: pd.DataFrame) -> str:
-        return ", ".join(labels.get(m, m) for m in part["method"])
-
+    at = at.assign(reading=[_reading(d, "no difference", "wider", "narrower")
+                            for _, d in at.iterrows()])  # fmt: skip
+    rows = [[f"{d['cp']} [{CP_UNITS[d['cp']]}]", labels.get(d["method"], d["method"]),
+             _fmt(d["loa_width"]), _fmt(d["loa_width_baseline"]),
+             _ci(d["difference"], d["ci_low"], d["ci_high"], 2), d["reading"]]
+            for _, d in at.iterrows()]  # fmt: skip
+    lines = []
     for cp in [c for c in cps if c in set(at["cp"])]:
         group = at[at["cp"] == cp]
-        narrower = group[group["ci_high"] < 0]
-        same = group[(group["ci_low"] <= 0) & (group["ci_high"] >= 0)]
-        wider = group[group["ci_low"] > 0]
-        line = (f"- {cp}: {len(narrower)} of the {len(group)} rows have narrower limits than the "
-                f"{constant} ({_fmt(group['loa_width_baseline'].iloc[0])} {CP_UNITS[cp]} wide)")  # fmt: skip
-        if len(same):
-            line += f"; no different for {names(same)}"
-        if len(wider):
-            line += f"; wider for {names(wider)}"
+        read = {word: ", ".join(labels.get(m, m) for m in group[group["reading"] == word]["method"])
+                for word in ("narrower", "no difference", "wider")}  # fmt: skip
+        line = (f"- {cp}: {(group['reading'] == 'narrower').sum()} of the {len(group)} rows have "
+                f"narrower limits than the {constant} "
+                f"({_fmt(group['loa_width_baseline'].iloc[0])} {CP_UNITS[cp]} wide)")  # fmt: skip
+        if read["no difference"]:
+            line += f"; no different for {read['no difference']}"
+        if read["wider"]:
+            line += f"; wider for {read['wider']}"
         lines.append(line + ".")
     caption = (f"Table 3c. Width of each row's 95% limits of agreement minus that of the {constant} "
                f"(Table 3) on the same test subjects, at {fraction:.0%} of the training split "
                "(mean over seeds; paired bootstrap 95% CI). Negative: narrower limits than "
                "predicting every subject at the mean. Not from the paper.")  # fmt: skip
     header = ["CP", "Method", "LoA width", f"LoA width, {constant}", "Δ width [95% CI]", "reading"]
-    return (_numbers_table(caption, "table-3c", header, rows)
-            + "\nStated from the numbers (generated; a CI that contains 0 is no difference):\n\n"
-            + "\n".join(lines)
-            + "\n\n*{download}`Download as CSV </book/executed/tables/loa_differences.csv>`.*\n")  # fmt: skip
+    return _numbers_table(caption, "table-3c", header, rows) + _stated(lines, "loa_differences.csv")
 
 
 def differences_markdown(differences: pd.DataFrame, labels: dict[str, str], cps: list[str]) -> str:
@@ -303,9 +304,7 @@ def control_markdown(control_differences: pd.DataFrame, differences: pd.DataFram
             base = labels.get(own["baseline"].iloc[0], own["baseline"].iloc[0])
             line += f" {name} itself against {base}: " + "; ".join(alone) + "."
         lines.append(line)
-    return (text + "\nStated from the numbers (generated; a CI that contains 0 is no "
-            "difference):\n\n" + "\n".join(lines)
-            + "\n\n*{download}`Download as CSV </book/executed/tables/control_differences.csv>`.*\n")  # fmt: skip
+    return text + _stated(lines, "control_differences.csv")
 
 
 def alignment_markdown(plan: list[Run], results_dir: Path, labels: dict[str, str]) -> str:
@@ -1033,11 +1032,11 @@ def write_includes(
     _write(includes / "control.md",
            control_markdown(read("control_differences.csv"), differences, labels, cps))  # fmt: skip
     _write(includes / "comparisons.md", comparison_sentences(
-        differences, table, yardstick, labels, cps, float(settings["table2"]["fraction"])))  # fmt: skip
+        differences, table, yardstick, labels, cps, fraction))  # fmt: skip
     _write(
         includes / "cp18.md",
         cp18_markdown(
-            summary[np.isclose(summary["fraction"], settings["table2"]["fraction"])],
+            summary[np.isclose(summary["fraction"], fraction)],
             paper_labels,
         ),
     )
