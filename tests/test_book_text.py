@@ -3,8 +3,13 @@ difference, a method whose r CI includes 0 is no better than the mean, every CI 
 
 from __future__ import annotations
 
+import fnmatch
+import re
+from pathlib import Path
+
 import pandas as pd
 
+from ctrip.pipeline import book
 from ctrip.pipeline.book import (
     comparison_sentences,
     differences_markdown,
@@ -12,6 +17,9 @@ from ctrip.pipeline.book import (
     key_result_markdown,
     table2_markdown,
 )
+from ctrip.pipeline.cache import REPO_DIR
+from ctrip.pipeline.plan import build_plan
+from ctrip.pipeline.settings import load_settings
 
 CPS = ["LVM"]
 LABELS = {"L_sup": "L_sup", "L+E+T": "L+E+T (C-TRIP)"}
@@ -360,3 +368,18 @@ def test_control_reading_counts_the_aligned_rows_that_clear_it():
             "-0.030 to 0.010, higher for 0, lower for 1, no different for 1.") in text  # fmt: skip
     assert "control_differences.csv" in text
     assert "No control" in control_markdown(control.iloc[:0], table4, labels, ["LVM"])
+
+
+def test_every_numbered_table_and_figure_names_the_run_that_made_it():
+    """The reproduce page's "which run made what" covers every caption the book writes, in the
+    generated includes (ctrip/pipeline/book.py) and in the chapters (book/*.md), and each entry
+    names runs of the default plan."""
+    sources = [Path(book.__file__), *sorted((REPO_DIR / "book").glob("*.md"))]
+    captions = {m for s in sources for m in re.findall(r"((?:Table|Fig\.) \d+[A-Za-z]?)\. ",
+                                                       s.read_text())}  # fmt: skip
+    assert {"Table 2", "Table 3b", "Table 3c", "Table 4b", "Fig. 3"} <= captions
+    assert captions - set(book.MADE_BY) == set()
+    names = [run.name for run in build_plan(load_settings("default"))]
+    for item, patterns in book.MADE_BY.items():
+        for pattern in patterns:
+            assert fnmatch.filter(names, pattern), f"{item}: no run of the plan matches {pattern}"

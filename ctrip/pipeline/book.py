@@ -884,7 +884,9 @@ def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str
 
 # What each numbered table and figure of the book is made by (run names of the plan).
 MADE_BY = {
-    "Table 2": ["table2"], "Table 3": ["reference_baselines", "table2"], "Table 4": ["table2"],
+    "Table 2": ["table2"], "Table 3": ["reference_baselines", "table2"],
+    "Table 3b": ["reference_baselines", "table2"], "Table 3c": ["reference_baselines", "table2"],
+    "Table 4": ["table2"], "Table 4b": ["table2"],
     "Table 5": ["stage2_*"], "Table 6": ["table2"], "Fig. 2A": ["attention_maps"],
     "Fig. 2B": ["umaps"], "Fig. 3": ["fraction_curves"], "Fig. 4": ["screening"],
     "Fig. 5": ["screening"], "Table 7": ["screening"], "Table 8": ["screening"],
