@@ -1011,6 +1011,7 @@ def write_includes(
     read = lambda name: (pd.read_csv(results_dir / name) if (results_dir / name).exists()  # noqa: E731
                          else pd.DataFrame())  # fmt: skip
     yardstick, differences = read("yardstick.csv"), read("paired_differences.csv")
+    control_differences = read("control_differences.csv")
     references = dict(zip(yardstick.get("method", []), yardstick.get("label", [])))
     fraction = float(settings["table2"]["fraction"])
     gaps = yardstick_differences_markdown(read("yardstick_differences.csv"), labels, references,
@@ -1032,7 +1033,7 @@ def write_includes(
         _write(includes / f"screening_{part}.md", text)
     _write(includes / "differences.md", differences_markdown(differences, labels, cps))
     _write(includes / "control.md",
-           control_markdown(read("control_differences.csv"), differences, labels, cps))  # fmt: skip
+           control_markdown(control_differences, differences, labels, cps))  # fmt: skip
     _write(includes / "comparisons.md", comparison_sentences(
         differences, table, yardstick, labels, cps, fraction))  # fmt: skip
     _write(
@@ -1044,7 +1045,7 @@ def write_includes(
     )
     _write(includes / "paper_reading.md", paper_reading_markdown(
         curves, differences, paper_labels, cps, attention["baseline"], attention["method"],
-        read("control_differences.csv")))  # fmt: skip
+        control_differences))  # fmt: skip
     _write(
         includes / "summary.md",
         summary_markdown(
