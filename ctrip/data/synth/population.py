@@ -154,7 +154,10 @@ def sample_population(seed: int, indices: np.ndarray | range) -> pd.DataFrame:
     bmr = 4.184 * bmr_kcal * (1 + 0.04 * z[:, 7])
 
     # ---- cardiac phenotypes ------------------------------------------------------------------
-    e = z[:, 8:17] @ _RESIDUAL_CHOL.T  # correlated residuals (rows: subjects)
+    # Correlated residuals z @ L^T, summed term by term: a BLAS product's rounding depends on
+    # how many rows it is given and on the CPU's kernel, so a subject's CPs would depend on its
+    # chunk (and on OPENBLAS_CORETYPE).
+    e = sum(z[:, 8 + j, None] * _RESIDUAL_CHOL[:, j] for j in range(len(_RESIDUAL_CHOL)))
     size = bsa / pick(BSA_REF)  # volumes and mass scale with BSA (indexing, P17)
     aging = np.exp(-0.0045 * (age - 64))  # P17: smaller with age; -0.45%/yr ASSUMED(age-slopes)
     lvedv = pick(REFERENCE["LVEDV"]) * size * aging * np.exp(REFERENCE["LVEDV_logsd"] * e[:, 0])
