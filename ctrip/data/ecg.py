@@ -1,6 +1,6 @@
 """ECG signal processing: baseline-drift removal and interval measurement on a median beat.
 
-`remove_baseline_drift` is the preprocessing step of the ECG encoder (DESIGN section 4: drift
+`remove_baseline_drift` is the preprocessing step of the ECG encoder (the drift is
 removed before Stage I). `measure_intervals` derives the tabular ECG fields (rate, P duration,
 PQ, QRS, QT, QTc) from the signal itself, the way a resting-ECG device reports them: detect the
 beats, average them into a median beat, and delineate the waves on its spatial velocity.
