@@ -92,3 +92,15 @@ def test_electrode_lift_turns_the_lead_vector_toward_the_head_and_away_from_the_
     assert np.linalg.norm(v3_moved) < np.linalg.norm(v3)
     down = lead_matrices(np.zeros((1, 6)), -lift)[0][4]
     assert down[1] > v3[1] + 0.3
+
+
+def test_qt_is_not_measured_to_the_next_beats_p_wave():
+    # Two subjects of the default cohort (seed 0) with a flat T wave: the T-wave search ran on
+    # to the next beat's P wave (subject 3206: QT 734 ms for a simulated 364 ms) or found no end
+    # (subject 770: NaN). The T wave ends before the next P wave begins.
+    sizes = SynthSizes.for_profile("default")
+    pop = sample_population(0, np.array([770, 3206]))
+    ecg, latents = simulate_ecg(pop, 0, sizes.ecg_sampling_rate_hz, sizes.ecg_seconds)
+    for k in range(2):
+        measured = measure_intervals(ecg[k], sizes.ecg_sampling_rate_hz)
+        assert abs(measured["qt_interval"] - latents["ecg_qt"].iloc[k]) < 30.0, measured

@@ -149,8 +149,12 @@ def measure_intervals(
             if p_on is not None and p_off is not None:
                 out["p_duration"] = (p_off - p_on) / fs * 1000.0
                 out["pq_interval"] = (onset - p_on) / fs * 1000.0
-    # T wave: the largest deflection after the ST segment; its end where it falls to 10% of peak.
+    # T wave: the largest deflection after the ST segment and before the next beat's P wave
+    # (which begins one RR minus the PQ interval after this QRS onset: a flat T wave would
+    # otherwise lose to it); its end where it falls to 10% of peak.
     t_lo, t_hi = offset + int(0.08 * fs), len(magnitude) - 1
+    if not np.isnan(out["pq_interval"]):
+        t_hi = min(t_hi, onset + int((np.min(rr) - out["pq_interval"]) / 1000.0 * fs))
     if t_hi > t_lo:
         t_peak = t_lo + int(np.argmax(magnitude[t_lo:t_hi]))
         level = floor + 0.1 * (magnitude[t_peak] - floor)
