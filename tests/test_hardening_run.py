@@ -1,0 +1,113 @@
+"""Hardening of `ctrip run`, `ctrip cohort synth` and the book (issue 29): never delete what
+the program did not make, one writer per cohort folder, Ctrl-C stops a run cleanly, damaged
+provenance, a full disk named, `--verify`, portable reproduce pages, `python -m ctrip`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctrip.cli import main as cli_main
+from ctrip.data.cohort import Cohort, CohortError
+from ctrip.pipeline.cache import REPO_DIR, run_folder
+from ctrip.pipeline.runner import plan_status, run_plan
+from tests.factories import make_tiny_cohort
+from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401
+
+PYTHON_ENV = {"PYTHONPATH": str(REPO_DIR), "PATH": "/usr/bin:/bin"}
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def _cli_error(argv: list[str], capsys) -> str:
+    """Run the `ctrip` command; it must fail with exit code 2 and one `error:` line."""
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err.splitlines()[0]
+
+
+# ---- item 1: --overwrite replaces only a cohort of this project's format -------------------------
+
+
+def _kubernetes(path: Path) -> Path:
+    path.mkdir()
+    (path / "manifest.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n")
+    (path / "README.txt").write_text("how to deploy")
+    (path / "values.json").write_text('{"replicas": 3}')
+    return path
+
+
+def test_overwrite_refuses_a_folder_whose_manifest_is_not_a_cohorts(tmp_path: Path, capsys):
+    k8s = _kubernetes(tmp_path / "k8s")
+    before = {p.name: p.read_bytes() for p in k8s.iterdir()}
+    line = _cli_error(
+        ["cohort", "synth", "--n", "6", "--out", str(k8s), "--overwrite", "--profile", "smoke",
+         "--no-progress"],
+        capsys,
+    )  # fmt: skip
+    assert str(k8s) in line and "refusing to delete" in line and "manifest.yaml" in line
+    assert {p.name: p.read_bytes() for p in k8s.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    ["[1, 2, 3]\n", "format_version: 1\n", "format_version: 2\nsource: x\nn_subjects: 3\ntable: {}\n",
+     "{{{ not yaml\n", "format_version: 1\nsource: x\nn_subjects: 3\ntable: subjects.parquet\n"],
+)  # fmt: skip
+def test_overwrite_refuses_a_manifest_of_another_shape(tmp_path: Path, manifest: str):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "manifest.yaml").write_text(manifest)
+    with pytest.raises(CohortError, match="not a cohort folder.*refusing to delete"):
+        make_tiny_cohort(folder, overwrite=True)
+    assert (folder / "manifest.yaml").read_text() == manifest
+
+
+def test_overwrite_refuses_a_cohort_holding_a_file_its_manifest_does_not_name(tmp_path: Path):
+    cohort = make_tiny_cohort(tmp_path / "c")
+    (cohort / "notes.txt").write_text("mine")
+    with pytest.raises(CohortError, match=r"c: is not a cohort folder \(notes.txt\)"):
+        make_tiny_cohort(cohort, overwrite=True, seed=1)
+    (cohort / "notes.txt").unlink()
+    make_tiny_cohort(cohort, overwrite=True, seed=1)  # a cohort alone is replaced
+    assert Cohort.open(cohort).manifest["recipe"]["seed"] == 1
+
+
+# ---- item 14: provenance.json of the wrong shape is damaged ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["[1, 2, 3]", '{"hashes": "oops"}', '"text"', '{"key": 5, "hashes": {"outputs_sha256": [1]}}',
+     '{"hashes": {"outputs_sha256": {"value.txt": 7}}}',
+     '{"hashes": {"outputs_sha256": {"value.txt": "ab"}}, "outputs_stat": {"value.txt": "x"}}'],
+)  # fmt: skip
+def test_provenance_of_the_wrong_shape_is_damaged(tmp_path, notebooks, tiny_cohort, damage):  # noqa: F811
+    results = tmp_path / "results"
+    plan = tiny_plan(tiny_cohort)
+    run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)
+    (run_folder(results, "a") / "provenance.json").write_text(damage)
+    status = plan_status(plan, results, notebooks)
+    assert status["a"] == "to run (its provenance record is damaged)"
+    assert status["b"].startswith("to run (it reads a")
+    assert executed(run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)) == {
+        "a", "b"}  # fmt: skip
+
+
+# ---- item 21: python -m ctrip ----------------------------------------------------------------------
+
+
+def test_python_dash_m_ctrip_is_the_command_line(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-m", "ctrip", "cohort", "validate", str(tmp_path / "none")],
+                          capture_output=True, text=True, env=PYTHON_ENV, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "none" in done.stderr
+    helped = subprocess.run([sys.executable, "-m", "ctrip", "--help"], capture_output=True,
+                            text=True, env=PYTHON_ENV, cwd=tmp_path)  # fmt: skip
+    assert helped.returncode == 0 and "cohort" in helped.stdout and "run" in helped.stdout
