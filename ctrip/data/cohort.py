@@ -358,13 +358,45 @@ def check_replaceable(path: Path) -> None:
     if not entries:
         return
     foreign = [e.name for e in entries if not (e.is_file() and e.name.endswith(_WRITER_SUFFIXES))]
-    if not (path / MANIFEST).is_file() and not path.name.endswith(".partial") or foreign:
-        shown = ", ".join(sorted(foreign)[:3]) or "no manifest.yaml"
+    named = _files_named_by_manifest(path / MANIFEST)
+    if named is not None:  # a cohort: only what its manifest names (and the manifest) belongs
+        foreign = [e.name for e in entries if e.name not in named | {MANIFEST} or not e.is_file()]
+    elif not path.name.endswith(".partial"):  # neither a cohort nor the writer's scratch space
+        foreign = foreign or [MANIFEST if (path / MANIFEST).exists() else "no manifest.yaml"]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:3])
         raise CohortError(
             f"is not a cohort folder ({shown}); refusing to delete it: choose another output "
             "path, or remove the folder yourself",
             file=path,
         )
+
+
+def _files_named_by_manifest(manifest: Path) -> set[str] | None:
+    """The files a manifest of this project's format names (its `file` entries), or None when
+    `manifest` is missing, unreadable or of another format (a Kubernetes `manifest.yaml`...)."""
+    try:
+        loaded = yaml.safe_load(manifest.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not (
+        isinstance(loaded, dict)
+        and loaded.get("format_version") == FORMAT_VERSION
+        and isinstance(loaded.get("table"), dict)
+        and {"source", "n_subjects"} <= set(loaded)
+    ):
+        return None
+    named: set[str] = set()
+    todo: list[Any] = [loaded]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            if isinstance(value.get("file"), str):
+                named.add(value["file"])
+            todo += list(value.values())
+        elif isinstance(value, list):
+            todo += value
+    return named
 
 
 def check_free_space(folder: Path, needed: int) -> None:
