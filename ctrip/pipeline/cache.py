@@ -135,14 +135,36 @@ def run_keys(plan: list[Run], notebooks_dir: Path) -> dict[str, str]:
     return {name: r["key"] for name, r in run_records(plan, notebooks_dir).items()}
 
 
+def _well_formed(record: Any) -> bool:
+    """Whether a parsed provenance record has the shape the runner reads: a key, the sha256 of
+    every output and, optionally, their [size, mtime_ns]."""
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        return False
+    hashes = record.get("hashes")
+    outputs = hashes.get("outputs_sha256") if isinstance(hashes, dict) else None
+    stats = record.get("outputs_stat", {})
+    return (
+        isinstance(outputs, dict)
+        and all(isinstance(v, str) for v in outputs.values())
+        and isinstance(stats, dict)
+        and all(
+            isinstance(v, list) and len(v) == 2 and all(type(n) is int for n in v)
+            for v in stats.values()
+        )
+    )
+
+
 def load_provenance(run_dir: Path) -> dict | None:
+    """A run's provenance record; None when it is missing or damaged (not JSON, or not of the
+    shape the runner reads: the run is then not up to date)."""
     path = run_dir / "provenance.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # a damaged record: the run is not up to date
+        record = None
+    return record if _well_formed(record) else None
 
 
 def run_folder(results_dir: Path, name: str) -> Path:
@@ -185,6 +207,8 @@ def run_status(run_dir: Path, key: str) -> str:
     """ "up to date", or "to run" with the reason."""
     record = load_provenance(run_dir)
     if record is None:
+        if (run_dir / "provenance.json").exists():
+            return "to run (its provenance record is damaged)"
         return "to run (never run)" if not run_dir.exists() else "to run (no provenance record)"
     if record.get("key") != key:
         return "to run (its notebook, code, parameters or inputs changed)"
