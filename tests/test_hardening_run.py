@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,35 @@ def test_python_dash_m_ctrip_is_the_command_line(tmp_path: Path):
     helped = subprocess.run([sys.executable, "-m", "ctrip", "--help"], capture_output=True,
                             text=True, env=PYTHON_ENV, cwd=tmp_path)  # fmt: skip
     assert helped.returncode == 0 and "cohort" in helped.stdout and "run" in helped.stdout
+
+
+# ---- item 4: one writer per cohort folder ---------------------------------------------------------
+
+
+def test_a_second_synth_into_the_same_folder_is_refused(tmp_path: Path, capsys):
+    out, lock = tmp_path / "c", tmp_path / ".c.lock"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ctrip", "cohort", "synth", "--n", "300", "--seed", "1", "--out",
+         str(out), "--profile", "smoke", "--no-progress"],
+        env=PYTHON_ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while f"pid {first.pid} " not in (lock.read_text() if lock.exists() else ""):
+        assert first.poll() is None and time.monotonic() < deadline, "the first synth never locked"
+        time.sleep(0.05)
+    line = _cli_error(
+        ["cohort", "synth", "--n", "6", "--seed", "2", "--out", str(out), "--overwrite",
+         "--profile", "smoke", "--no-progress"],
+        capsys,
+    )  # fmt: skip
+    assert str(out) in line and "being written by another ctrip cohort synth" in line
+    assert f"pid {first.pid}" in line
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert f"wrote 300 simulated subjects to {out}" in stdout
+    cohort = Cohort.validate(out)
+    assert cohort.n == 300 and cohort.manifest["recipe"]["seed"] == 1
+    # the lock is released with its holder: the next writer gets the folder
+    assert cli_main(["cohort", "synth", "--n", "6", "--seed", "2", "--out", str(out),
+                     "--overwrite", "--profile", "smoke", "--no-progress"]) == 0  # fmt: skip
+    assert Cohort.open(out).manifest["recipe"]["seed"] == 2

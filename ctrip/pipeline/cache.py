@@ -11,19 +11,16 @@ when the modification time moved). One `ctrip run` at a time holds a results fol
 from __future__ import annotations
 
 import ast
-import fcntl
 import hashlib
 import json
-import os
-import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ctrip.data.cohort import sha256_of
+from ctrip.folder_lock import folder_lock
 from ctrip.pipeline.plan import Run
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -220,28 +217,16 @@ def run_status(run_dir: Path, key: str) -> str:
 def results_lock(results_dir: Path) -> Iterator[None]:
     """Hold `results_dir/.lock` for one `ctrip run`; a second one is refused with a message
     naming the holder. Temporary run folders left by an earlier, dead process are removed."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = results_dir / ".lock"
-    handle = open(lock_path, "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise PipelineError(
-                f"results folder {results_dir} is in use by another ctrip run ({holder}); "
-                "wait for it to finish or use another --results folder"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {platform.node()}, since "
-                     f"{datetime.now(UTC).isoformat(timespec='seconds')}")  # fmt: skip
-        handle.flush()
+
+    def busy(holder: str) -> PipelineError:
+        return PipelineError(
+            f"results folder {results_dir} is in use by another ctrip run ({holder}); "
+            "wait for it to finish or use another --results folder"
+        )
+
+    with folder_lock(results_dir / ".lock", busy):
         for stale in (results_dir / "runs").glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         for stale in (results_dir / "runs").glob(".old-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield
-    finally:
-        handle.close()  # releases the lock
