@@ -4,6 +4,8 @@ provenance, a full disk named, `--verify`, portable reproduce pages, `python -m 
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ import pytest
 
 from ctrip.cli import main as cli_main
 from ctrip.data.cohort import Cohort, CohortError
-from ctrip.pipeline.cache import REPO_DIR, run_folder
+from ctrip.pipeline.cache import REPO_DIR, PipelineError, run_folder
 from ctrip.pipeline.runner import plan_status, run_plan
 from tests.factories import make_tiny_cohort
 from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401
@@ -144,3 +146,30 @@ def test_a_second_synth_into_the_same_folder_is_refused(tmp_path: Path, capsys):
     assert cli_main(["cohort", "synth", "--n", "6", "--seed", "2", "--out", str(out),
                      "--overwrite", "--profile", "smoke", "--no-progress"]) == 0  # fmt: skip
     assert Cohort.open(out).manifest["recipe"]["seed"] == 2
+
+
+# ---- item 16: a full disk names the run and the file -----------------------------------------------
+
+
+def test_a_full_disk_names_the_run_and_the_file(tmp_path, notebooks, tiny_cohort, monkeypatch):  # noqa: F811
+    results = tmp_path / "results"
+    write_text = Path.write_text
+
+    def full_disk(self: Path, *args, **kwargs):
+        if self.name == "provenance.json" and ".tmp-a-" in str(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() says: no file
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    plan = tiny_plan(tiny_cohort)
+    with pytest.raises(PipelineError) as caught:
+        run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)
+    message = str(caught.value)
+    assert message.startswith("run a: cannot write ") and "\n" not in message
+    assert message.endswith("/provenance.json: No space left on device")
+    assert not run_folder(results, "a").exists()  # not published as done
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert plan_status(plan, results, notebooks)["a"] == "to run (never run)"
+    assert "a" in executed(
+        run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)
+    )

@@ -18,8 +18,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -222,7 +223,7 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
     replacements = {str(out_dir): str(final), str(results_dir) + "/": "",
                     str(REPO_DIR) + "/": "", sysconfig.get_paths()["purelib"]: "site-packages"}  # fmt: skip
     try:
-        with open(kernel_log, "wb") as stderr:
+        with _writing(run, output), open(kernel_log, "wb") as stderr:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
@@ -239,7 +240,20 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             f"(execution count {err.exec_count}, starting {first_line!r}): {err.ename}: {err.evalue}\n"
             f"the executed notebook with the traceback is {failed}; completed runs are kept"
         ) from None
-    _portable(output, run, replacements)
+    with _writing(run, output):
+        _portable(output, run, replacements)
+
+
+@contextmanager
+def _writing(run: Run, path: Path) -> Iterator[None]:
+    """Name the run and the file in an operating-system error (a full disk, a permission)
+    while the runner writes `path` for `run`."""
+    try:
+        yield
+    except OSError as err:
+        raise PipelineError(
+            f"run {run.name}: cannot write {err.filename or path}: {err.strerror or err}"
+        ) from None
 
 
 def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
@@ -251,9 +265,11 @@ def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
                 name = (
                     png.name if png.name.startswith(("fig", run.name)) else f"{run.name}_{png.name}"
                 )
-                shutil.copyfile(png, results_dir / "figures" / name)
+                with _writing(run, results_dir / "figures" / name):
+                    shutil.copyfile(png, results_dir / "figures" / name)
         elif (run_dir / item).exists():
-            shutil.copyfile(run_dir / item, results_dir / item)
+            with _writing(run, results_dir / item):
+                shutil.copyfile(run_dir / item, results_dir / item)
 
 
 def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
@@ -278,12 +294,14 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
     record = {**record, "started": started.isoformat(timespec="seconds"),
               "seconds": round(seconds, 2), "outputs_stat": stats}  # fmt: skip
     record["hashes"] = {**record["hashes"], "outputs_sha256": hashes}
-    (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+    with _writing(run, tmp / "provenance.json"):
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
     old = results_dir / "runs" / f".old-{run.name}-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    with _writing(run, final):
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     (results_dir / "failed" / f"{run.name}.ipynb").unlink(missing_ok=True)
     _publish(run, final, results_dir)
