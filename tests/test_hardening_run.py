@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -173,3 +174,74 @@ def test_a_full_disk_names_the_run_and_the_file(tmp_path, notebooks, tiny_cohort
     assert "a" in executed(
         run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)
     )
+
+
+# ---- item 6: Ctrl-C stops a plan -------------------------------------------------------------------
+
+# `ctrip run` on the tiny plan of tests/test_pipeline.py with a slow first run: the command line
+# of a real profile, with the plan and the notebooks swapped in.
+INTERRUPTED_RUN = """
+import functools, sys
+from pathlib import Path
+import ctrip.pipeline.plan as plan_module, ctrip.pipeline.runner as runner
+from ctrip.cli import main
+from ctrip.pipeline.plan import Run
+
+cohort, notebooks, marker = sys.argv[1:4]
+plan = [Run("cohort", None, {"cohort": {"path": cohort}}),
+        Run("a", "slow.ipynb", {"marker": marker}, needs=["cohort"]),
+        Run("b", "add.ipynb", {"y": 1}, inputs={"source": "a"}, needs=["cohort", "a"]),
+        Run("c", "write.ipynb", {"x": 5}, needs=["cohort"])]
+plan_module.build_plan = lambda settings: plan
+runner.run_plan = functools.partial(runner.run_plan, notebooks_dir=Path(notebooks))
+runner.plan_status = functools.partial(runner.plan_status, notebooks_dir=Path(notebooks))
+sys.exit(main(["run", "--profile", "smoke", "--jobs", "1", "--no-progress", *sys.argv[4:]]))
+"""
+
+
+def _ctrip_run(tmp_path: Path, cohort: Path, notebooks: Path, *args: str) -> subprocess.Popen:  # noqa: F811
+    script = tmp_path / "interrupted_run.py"
+    script.write_text(INTERRUPTED_RUN)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(cohort), str(notebooks), str(tmp_path / "started"), *args],
+        env=PYTHON_ENV, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_ctrl_c_stops_starting_runs_ends_the_current_one_and_a_rerun_resumes(
+    tmp_path,
+    notebooks,  # noqa: F811
+    tiny_cohort,
+):
+    write_notebook(notebooks / "slow.ipynb", "out_dir = ''\nmarker = ''",
+                   "import time\nfrom pathlib import Path\nPath(out_dir, 'value.txt').write_text('1')\n"
+                   "Path(marker).write_text('started')\ntime.sleep(300)")  # fmt: skip
+    results = tmp_path / "results"
+    process = _ctrip_run(tmp_path, tiny_cohort, notebooks, "--results", str(results))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a no-op when it ended
+    assert process.returncode == 130, stdout + stderr
+    assert time.monotonic() - t0 < 30  # the sleeping notebook was ended, not waited for
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("ctrip run: interrupted") and "a" in last and "re-run" in last
+    assert "running write.ipynb" not in stdout and "running add.ipynb" not in stdout
+    runs = results / "runs"
+    assert not any(runs.glob(".tmp-*")) and not (runs / "a").exists()
+    assert not (runs / "b").exists() and not (runs / "c").exists()
+    assert (runs / "cohort" / "provenance.json").exists()  # finished before Ctrl-C: kept
+
+    dry = _ctrip_run(tmp_path, tiny_cohort, notebooks, "--results", str(results), "--dry-run")
+    listing, _ = dry.communicate(timeout=60)
+    assert dry.returncode == 0
+    status = dict(line.split(None, 1) for line in listing.strip().splitlines())
+    assert status == {"cohort": "up to date", "a": "to run (never run)",
+                      "b": "to run (never run)", "c": "to run (never run)"}  # fmt: skip

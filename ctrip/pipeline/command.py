@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ctrip.pipeline.book import build_book
     from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
     from ctrip.pipeline.plan import build_plan
-    from ctrip.pipeline.runner import plan_status, run_plan
+    from ctrip.pipeline.runner import RunInterrupted, plan_status, run_plan
     from ctrip.pipeline.settings import load_settings
 
     settings = load_settings(args.profile, args.overrides, cohort=args.cohort)
@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
             with results_lock(results):
                 html = build_book(REPO_DIR, results, plan, settings, output=args.book_output)
             print(f"ctrip run: book built in {html} ({time.perf_counter() - t0:.0f} s in all)")
+    except RunInterrupted as err:
+        print(f"ctrip run: {err}", file=sys.stderr)
+        return 130  # the shell's code for a command ended by SIGINT
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

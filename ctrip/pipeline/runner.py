@@ -15,8 +15,10 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -43,6 +45,51 @@ NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 KERNEL_NAME = "ctrip"
 PACKAGES = ("ctrip", "torch", "lightning", "numpy", "pandas", "scipy", "scikit-learn",
             "umap-learn", "captum", "papermill", "jupyter-book", "matplotlib")  # fmt: skip
+
+
+class RunInterrupted(PipelineError):
+    """Ctrl-C stopped a plan; the message names the runs it ended and counts those not started."""
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) during a plan: no run starts any more, and the kernels of the runs going
+    are ended, so those runs fail and are never published (their folders are temporary until
+    they finish). A second Ctrl-C raises `KeyboardInterrupt` at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._kernels: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def kernel_started(self, run: str, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._kernels[run] = process
+            if self.requested:  # started while the Ctrl-C was handled
+                process.terminate()
+
+    def kernel_ended(self, run: str) -> None:
+        with self._lock:
+            self._kernels.pop(run, None)
+
+    def request(self, *_: Any) -> None:
+        """The SIGINT handler."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with self._lock:
+            self.requested = True
+            for process in self._kernels.values():
+                process.terminate()  # a no-op for a kernel already reaped
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Handle SIGINT with `request` for the duration (only the main thread can)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -164,7 +211,9 @@ def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict
     return env
 
 
-def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
+def _kernel_manager(
+    stderr: Any, threads: int, cwd: Path, run: str, interruption: Interruption
+) -> type:
     """A kernel manager whose kernel runs in `cwd` with `threads` CPU threads and writes its own
     stderr (ipykernel's start-up warnings, not the notebook's output) to `stderr`. (Papermill's
     own `cwd` changes the directory of this whole process: wrong with runs in parallel.)"""
@@ -175,6 +224,7 @@ def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
             kw["env"] = kernel_environment(threads, kw.get("env"))
             kw["cwd"] = str(cwd)
             await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
+            interruption.kernel_started(run, self.provisioner.process)
 
         _launch_kernel = _async_launch_kernel
 
@@ -209,7 +259,8 @@ def _portable(notebook_file: Path, run: Run, replacements: dict[str, str]) -> No
 
 
 def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir: Path,
-                      plan: list[Run], kernel_name: str, progress: bool) -> None:  # fmt: skip
+                      plan: list[Run], kernel_name: str, progress: bool,
+                      interruption: Interruption) -> None:  # fmt: skip
     import sysconfig
 
     import papermill
@@ -227,7 +278,7 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
-                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir))  # fmt: skip
+                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir, run.name, interruption))  # fmt: skip
     except PapermillExecutionError as err:
         failed = results_dir / "failed" / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +291,8 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             f"(execution count {err.exec_count}, starting {first_line!r}): {err.ename}: {err.evalue}\n"
             f"the executed notebook with the traceback is {failed}; completed runs are kept"
         ) from None
+    finally:
+        interruption.kernel_ended(run.name)
     with _writing(run, output):
         _portable(output, run, replacements)
 
@@ -273,7 +326,7 @@ def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
 
 
 def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
-                 progress: bool, record: dict[str, Any]) -> float:  # fmt: skip
+                 progress: bool, record: dict[str, Any], interruption: Interruption) -> float:  # fmt: skip
     """Execute one run in `runs/.tmp-<name>-<pid>/`, write its provenance (with the sha256 of
     every output) and rename it into place."""
     tmp = results_dir / "runs" / f".tmp-{run.name}-{os.getpid()}"
@@ -285,7 +338,9 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
         if run.notebook is None:
             _synthesize(run, tmp)
         else:
-            _execute_notebook(run, notebooks_dir, results_dir, tmp, plan, kernel_name, progress)
+            _execute_notebook(
+                run, notebooks_dir, results_dir, tmp, plan, kernel_name, progress, interruption
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -324,13 +379,14 @@ def run_plan(
     Up to `jobs` runs whose inputs are ready execute at once, each in its own kernel with the
     thread count of its parameters (`Run.threads`). On a failure no new run starts, the runs
     already going finish and are kept, and the first error is raised. The results folder is
-    locked for the duration.
+    locked for the duration. Ctrl-C starts no new run, ends the runs going (none is published)
+    and raises `RunInterrupted` (see `Interruption`).
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
-    with results_lock(results_dir):
-        return _run_locked(
-            plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress, log
-        )
+    interruption = Interruption()
+    with results_lock(results_dir), interruption.handling():
+        return _run_locked(plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress,
+                           log, interruption)  # fmt: skip
 
 
 def ready_runs(pending: list[Run], done: Any) -> list[Run]:
@@ -341,8 +397,8 @@ def ready_runs(pending: list[Run], done: Any) -> list[Run]:
 
 
 def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
-                settings: dict | None, jobs: int, progress: bool,
-                log: Callable[[str], None]) -> list[RunOutcome]:  # fmt: skip
+                settings: dict | None, jobs: int, progress: bool, log: Callable[[str], None],
+                interruption: Interruption) -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
     records = run_records(plan, notebooks_dir)
     keys = {name: r["key"] for name, r in records.items()}
@@ -371,11 +427,11 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 "hashes": {"notebook_sha256": records[run.name]["notebook"] or None,
                            "ctrip_code_sha256": records[run.name]["code"]}, **common}  # fmt: skip
 
-    pending, running, failure = list(plan), {}, None
+    pending, running, failure, ended = list(plan), {}, None, []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
             for run in ready_runs(pending, outcomes):
-                if failure is not None or len(running) >= jobs:
+                if failure is not None or interruption.requested or len(running) >= jobs:
                     break
                 pending.remove(run)
                 if run.name not in stale:
@@ -388,9 +444,11 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                     f"{head[run.name]} running {run.notebook or 'cohort'} {why if why != 'to run' else ''}..."
                 )
                 future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
-                                     progress and jobs == 1, record(run))  # fmt: skip
+                                     progress and jobs == 1, record(run), interruption)  # fmt: skip
                 running[future] = run
             if not running:
+                if interruption.requested:
+                    break
                 if failure is None and any(all(n in outcomes for n in r.needs) for r in pending):
                     continue  # up-to-date runs unblocked others
                 break
@@ -400,6 +458,10 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 try:
                     seconds = future.result()
                 except BaseException as err:  # the first failure is raised after the others finish
+                    if interruption.requested:
+                        ended.append(run.name)
+                        log(f"{head[run.name]} interrupted (not kept)")
+                        continue
                     failure = failure or err
                     log(f"{head[run.name]} FAILED")
                     continue
@@ -407,6 +469,13 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                     f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
                 )
                 outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
+    if interruption.requested:
+        unstarted = [r.name for r in pending if r.name in stale]
+        raise RunInterrupted(
+            f"interrupted (Ctrl-C): {', '.join(ended) or 'no run'} ended before finishing, "
+            f"{len(unstarted)} not started ({', '.join(unstarted) or 'none'}); a re-run of the "
+            "same command resumes from there"
+        )
     if failure is not None:
         raise failure
     if settings is not None:
