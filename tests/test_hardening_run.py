@@ -245,3 +245,33 @@ def test_ctrl_c_stops_starting_runs_ends_the_current_one_and_a_rerun_resumes(
     status = dict(line.split(None, 1) for line in listing.strip().splitlines())
     assert status == {"cohort": "up to date", "a": "to run (never run)",
                       "b": "to run (never run)", "c": "to run (never run)"}  # fmt: skip
+
+
+# ---- item 19: what the up-to-date check trusts, and --verify ---------------------------------------
+
+
+def test_verify_finds_a_flipped_byte_that_size_and_mtime_hide(tmp_path, notebooks, tiny_cohort):  # noqa: F811
+    results = tmp_path / "results"
+    plan = tiny_plan(tiny_cohort)
+    run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet)
+    output = run_folder(results, "a") / "value.txt"
+    st = output.stat()
+    output.write_bytes(bytes([output.read_bytes()[0] ^ 1]))  # "1" becomes "0"
+    os.utime(output, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # the default check trusts an output with its recorded size and modification time ...
+    assert plan_status(plan, results, notebooks)["a"] == "up to date"
+    # ... --verify hashes every one
+    status = plan_status(plan, results, notebooks, verify=True)
+    assert status["a"] == "to run (output value.txt changed (sha256))"
+    assert status["b"].startswith("to run (it reads a")
+    assert executed(run_plan(plan, results, notebooks_dir=notebooks, progress=False, log=quiet,
+                             verify=True)) == {"a", "b"}  # fmt: skip
+    assert output.read_text() == "1"
+    assert plan_status(plan, results, notebooks, verify=True)["a"] == "up to date"
+
+
+def test_run_help_says_what_the_up_to_date_check_trusts(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--verify" in text and "recorded size and modification time is trusted" in text

@@ -4,8 +4,9 @@ A run's key hashes exactly what it reads: its notebook, the `ctrip` modules it i
 closure of its import statements, lazy ones included, so the analysis package counts for the
 Table 2 and figure runs and an unrelated module does not), its parameters, its kernel's thread
 count and the keys of the runs it reads. A run is up to date when `runs/<name>/provenance.json`
-holds the same key and every output it recorded is still there, unchanged (size, and sha256
-when the modification time moved). One `ctrip run` at a time holds a results folder (`.lock`).
+holds the same key and every output it recorded is still there, unchanged: an output with its
+recorded size and modification time is trusted; one whose size or modification time moved is
+hashed and compared with its recorded sha256; `verify` (`ctrip run --verify`) hashes them all. One `ctrip run` at a time holds a results folder (`.lock`).
 """
 
 from __future__ import annotations
@@ -181,9 +182,10 @@ def _output_record(out_dir: Path) -> tuple[dict[str, str], dict[str, list[int]]]
     return hashes, stats
 
 
-def outputs_problem(run_dir: Path, record: dict[str, Any]) -> str | None:
+def outputs_problem(run_dir: Path, record: dict[str, Any], verify: bool = False) -> str | None:
     """Why a run's recorded outputs are not all there unchanged (None when they are). A file
-    with its recorded size and modification time is taken as unchanged; any other is hashed."""
+    with its recorded size and modification time is trusted unchanged unless `verify`; any
+    other is hashed."""
     hashes = (record.get("hashes") or {}).get("outputs_sha256")
     if not hashes:
         return "its provenance records no outputs"
@@ -195,13 +197,14 @@ def outputs_problem(run_dir: Path, record: dict[str, Any]) -> str | None:
         st = path.stat()
         if rel in stats and stats[rel][0] != st.st_size:
             return f"output {rel} changed (size)"
-        if stats.get(rel) != [st.st_size, st.st_mtime_ns] and sha256_of(path) != digest:
+        trusted = not verify and stats.get(rel) == [st.st_size, st.st_mtime_ns]
+        if not trusted and sha256_of(path) != digest:
             return f"output {rel} changed (sha256)"
     return None
 
 
-def run_status(run_dir: Path, key: str) -> str:
-    """ "up to date", or "to run" with the reason."""
+def run_status(run_dir: Path, key: str, verify: bool = False) -> str:
+    """ "up to date", or "to run" with the reason (`verify`: hash every output)."""
     record = load_provenance(run_dir)
     if record is None:
         if (run_dir / "provenance.json").exists():
@@ -209,7 +212,7 @@ def run_status(run_dir: Path, key: str) -> str:
         return "to run (never run)" if not run_dir.exists() else "to run (no provenance record)"
     if record.get("key") != key:
         return "to run (its notebook, code, parameters or inputs changed)"
-    problem = outputs_problem(run_dir, record)
+    problem = outputs_problem(run_dir, record, verify)
     return f"to run ({problem})" if problem else "up to date"
 
 

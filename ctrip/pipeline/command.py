@@ -31,6 +31,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is up to date"
     )
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="recompute the sha256 of every recorded output and re-run what differs (by default "
+        "an output with its recorded size and modification time is trusted unchanged; one whose "
+        "size or time moved is hashed)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.set_defaults(func=run)
 
@@ -48,15 +54,16 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(settings)
     results = (args.results or REPO_DIR / "results" / settings["profile"]).resolve()
     if args.dry_run:
-        for name, status in plan_status(plan, results).items():
+        for name, status in plan_status(plan, results, verify=args.verify).items():
             print(f"{name:<24} {status}")
         return 0
     t0 = time.perf_counter()
     try:
         jobs = args.jobs or int(settings.get("jobs", 1))
         outcomes = run_plan(
-            plan, results, settings=settings, jobs=jobs, progress=not args.no_progress
-        )
+            plan, results, settings=settings, jobs=jobs, progress=not args.no_progress,
+            verify=args.verify,
+        )  # fmt: skip
         executed = sum(o.status == "executed" for o in outcomes)
         print(f"ctrip run: {executed} executed, {len(outcomes) - executed} up to date, "
               f"{time.perf_counter() - t0:.0f} s; results in {results}")  # fmt: skip

@@ -373,20 +373,22 @@ def run_plan(
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
+    verify: bool = False,
 ) -> list[RunOutcome]:
     """Bring every run of `plan` up to date under `results_dir`; return what was done.
 
     Up to `jobs` runs whose inputs are ready execute at once, each in its own kernel with the
     thread count of its parameters (`Run.threads`). On a failure no new run starts, the runs
     already going finish and are kept, and the first error is raised. The results folder is
-    locked for the duration. Ctrl-C starts no new run, ends the runs going (none is published)
+    locked for the duration. `verify` hashes every recorded output (by default one with its
+    recorded size and modification time is trusted unchanged). Ctrl-C starts no new run, ends the runs going (none is published)
     and raises `RunInterrupted` (see `Interruption`).
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
     interruption = Interruption()
     with results_lock(results_dir), interruption.handling():
         return _run_locked(plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress,
-                           log, interruption)  # fmt: skip
+                           log, interruption, verify)  # fmt: skip
 
 
 def ready_runs(pending: list[Run], done: Any) -> list[Run]:
@@ -398,11 +400,13 @@ def ready_runs(pending: list[Run], done: Any) -> list[Run]:
 
 def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
                 settings: dict | None, jobs: int, progress: bool, log: Callable[[str], None],
-                interruption: Interruption) -> list[RunOutcome]:  # fmt: skip
+                interruption: Interruption, verify: bool) -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
     records = run_records(plan, notebooks_dir)
     keys = {name: r["key"] for name, r in records.items()}
-    status = {r.name: run_status(run_folder(results_dir, r.name), keys[r.name]) for r in plan}
+    status = {
+        r.name: run_status(run_folder(results_dir, r.name), keys[r.name], verify) for r in plan
+    }
     stale = {name for name, s in status.items() if s != "up to date"}
     # A stale run makes every run that reads it stale (its input's key is unchanged when only
     # its outputs went missing).
@@ -484,12 +488,15 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
 
 
 def plan_status(
-    plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR
+    plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR, verify: bool = False
 ) -> dict[str, str]:
     """For each run: "up to date" or "to run (why)" (what `ctrip run --dry-run` prints); a run
     that reads a run to execute is to run too."""
     keys = run_keys(plan, Path(notebooks_dir))
-    status = {r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name]) for r in plan}
+    status = {
+        r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name], verify)
+        for r in plan
+    }
     for run in plan:
         upstream = [n for n in run.needs if status[n] != "up to date"]
         if upstream and status[run.name] == "up to date":
