@@ -16,8 +16,11 @@ import pytest
 
 from ctrip.cli import main as cli_main
 from ctrip.data.cohort import Cohort, CohortError
+from ctrip.pipeline.book import reproduce_markdown
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, run_folder
+from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import plan_status, run_plan
+from ctrip.pipeline.settings import load_settings
 from tests.factories import make_tiny_cohort
 from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401
 
@@ -275,3 +278,24 @@ def test_run_help_says_what_the_up_to_date_check_trusts(capsys):
         cli_main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--verify" in text and "recorded size and modification time is trusted" in text
+
+
+# ---- item 20: the reproduce page names no folder of the machine that built it ----------------------
+
+
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_the_reproduce_page_gives_relative_paths(tmp_path, where):
+    settings = load_settings("smoke")
+    plan = build_plan(settings)
+    if where == "outside":
+        results, named = tmp_path / "elsewhere" / "results", '"$RESULTS"'
+    else:
+        results, named = REPO_DIR / "results" / "smoke-elsewhere", "results/smoke-elsewhere"
+    text = reproduce_markdown(plan, results, settings, tmp_path / "params")
+    params = "".join(p.read_text() for p in (tmp_path / "params").glob("*.yaml"))
+    assert str(tmp_path) not in text and str(REPO_DIR) not in text and str(results) not in text
+    assert str(results) not in params and str(REPO_DIR) not in params
+    runs = [r for r in plan if r.notebook]
+    assert text.count(f"mkdir -p {named}/runs/remake-") == len(runs)
+    assert f"--results {named} --book" in text
+    assert ("set to that folder" in text) == (where == "outside")

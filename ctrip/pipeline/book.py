@@ -899,11 +899,10 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, param
     run's full parameters (written to `params_dir/<run>.yaml`) in a fresh folder beside it."""
     from ctrip.pipeline.runner import notebook_parameters
 
-    results_rel = (
-        os.path.relpath(results_dir, REPO_DIR)
-        if results_dir.is_relative_to(REPO_DIR)
-        else str(results_dir)
-    )
+    # Paths relative to the repository root, where the commands run; a results folder elsewhere
+    # is `$RESULTS`, so that the page names no folder of the machine that built it.
+    inside = results_dir.is_relative_to(REPO_DIR)
+    results_rel = os.path.relpath(results_dir, REPO_DIR) if inside else '"$RESULTS"'
     notebooks_dir = REPO_DIR / "notebooks"
     by_name = {run.name: run for run in plan}
     sections = []
@@ -915,6 +914,11 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, param
                 + ", ".join(f"{{ref}}`{n} <run-{n.replace('_', '-').lower()}>`" for n in names)
             )
     out = ["## Which run made what\n", "\n".join(sections), "\n\n## Remaking one run\n"]
+    if not inside:
+        out.append(
+            f"This book's results folder (`{results_dir.name}`) lies outside the repository: run "
+            "the commands below from the repository root with `RESULTS` set to that folder.\n"
+        )
     out.append(
         f"Everything, from the cohort up, with the cache skipping what is up to date:\n\n"
         f"```bash\n.venv/bin/ctrip run --profile {settings['profile']} --results {results_rel} "
