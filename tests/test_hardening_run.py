@@ -16,7 +16,12 @@ import pytest
 
 from ctrip.cli import main as cli_main
 from ctrip.data.cohort import Cohort, CohortError
-from ctrip.pipeline.book import reproduce_markdown
+from ctrip.pipeline.book import (
+    book_sources,
+    check_book_output,
+    record_book_files,
+    reproduce_markdown,
+)
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, run_folder
 from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import plan_status, run_plan
@@ -299,3 +304,41 @@ def test_the_reproduce_page_gives_relative_paths(tmp_path, where):
     assert text.count(f"mkdir -p {named}/runs/remake-") == len(runs)
     assert f"--results {named} --book" in text
     assert ("set to that folder" in text) == (where == "outside")
+
+
+# ---- item 3: the book build replaces only what it made ---------------------------------------------
+
+
+def test_book_output_holding_the_users_files_is_refused_before_any_work(tmp_path, capsys):
+    book, results = tmp_path / "mybook", tmp_path / "results"
+    (book / "source" / "book").mkdir(parents=True)
+    (book / "source" / "book" / "notes.md").write_text("my notes")
+    line = _cli_error(["run", "--profile", "smoke", "--results", str(results), "--book",
+                       "--book-output", str(book), "--no-progress"], capsys)  # fmt: skip
+    assert str(book) in line and "source/book/notes.md" in line and "did not make" in line
+    assert (book / "source" / "book" / "notes.md").read_text() == "my notes"
+    assert not (results / "runs").exists()  # refused before any run
+
+
+def test_a_folder_the_book_build_made_is_rebuilt_until_the_user_adds_a_file(tmp_path):
+    book = tmp_path / "mybook"
+    check_book_output(book)  # missing
+    book.mkdir()
+    check_book_output(book)  # empty
+    book_sources(REPO_DIR, book / "source")
+    record_book_files(book)
+    (book / "_build" / "html").mkdir(parents=True)  # jupyter-book's own output
+    (book / "_build" / "html" / "index.html").write_text("<html>")
+    check_book_output(book)  # made by the build: fine to rebuild
+    (book / "source" / "book" / "notes.md").write_text("my notes")
+    (book / "todo.txt").write_text("mine too")
+    with pytest.raises(
+        ValueError, match=r"mybook: holds files .*\(source/book/notes.md, todo.txt\)"
+    ):
+        check_book_output(book)
+    # the profile's own _build/<profile> from before builds kept a record is the build's
+    (tmp_path / "legacy" / "source" / "book").mkdir(parents=True)
+    (tmp_path / "legacy" / "source" / "_config.yml").write_text("title: x")
+    check_book_output(tmp_path / "legacy", unrecorded_ok=True)
+    with pytest.raises(ValueError, match=r"legacy: holds files .*\(source/_config.yml\)"):
+        check_book_output(tmp_path / "legacy")

@@ -24,7 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "_build/<profile>/_build/html for any other (never replacing the default book)",
     )  # fmt: skip
     parser.add_argument("--book-output", type=Path, default=None,
-                        help="build the book into this folder instead (its html/ subfolder)")  # fmt: skip
+                        help="build the book into this folder instead (its _build/html/ subfolder); "
+                        "refused when it holds files an earlier build did not write")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None,
                         help="notebooks executed at once (default: the profile's `jobs`); "
                         "the numbers do not depend on it")  # fmt: skip
@@ -42,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrip.pipeline.book import build_book
+    from ctrip.pipeline.book import book_output_folder, build_book, check_book_output
     from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
     from ctrip.pipeline.plan import build_plan
     from ctrip.pipeline.runner import RunInterrupted, plan_status, run_plan
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs {args.jobs}: at least 1")
     plan = build_plan(settings)
     results = (args.results or REPO_DIR / "results" / settings["profile"]).resolve()
+    if args.book:  # before any work: a book folder holding the user's files is refused
+        folder = book_output_folder(REPO_DIR, settings, args.book_output)
+        if folder is not None:
+            check_book_output(folder, unrecorded_ok=args.book_output is None)
     if args.dry_run:
         for name, status in plan_status(plan, results, verify=args.verify).items():
             print(f"{name:<24} {status}")
