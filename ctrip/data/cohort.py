@@ -63,6 +63,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("id", "split", "sex", "age", "height", "wei
 _SCAN_CHUNK = 128  # subjects per block when scanning an array for NaN/inf
 _FREE_SPACE_MARGIN = 64 << 20  # bytes kept free beyond the arrays (table, manifest, extras)
 # Names the writer puts in a cohort folder: a folder holding anything else is not replaced.
+# What `ctrip cohort import` writes beside the manifest (`ctrip.io.importer.REPORT`).
+IMPORT_REPORTS = ("import_report.json", "import_report.txt")
 _WRITER_SUFFIXES = (".npy", ".parquet", ".yaml", ".json", ".txt")
 
 
@@ -360,7 +362,8 @@ def check_replaceable(path: Path) -> None:
     foreign = [e.name for e in entries if not (e.is_file() and e.name.endswith(_WRITER_SUFFIXES))]
     named = _files_named_by_manifest(path / MANIFEST)
     if named is not None:  # a cohort: only what its manifest names (and the manifest) belongs
-        foreign = [e.name for e in entries if e.name not in named | {MANIFEST} or not e.is_file()]
+        own = named | {MANIFEST, *IMPORT_REPORTS}
+        foreign = [e.name for e in entries if e.name not in own or not e.is_file()]
     elif not path.name.endswith(".partial"):  # neither a cohort nor the writer's scratch space
         foreign = foreign or [MANIFEST if (path / MANIFEST).exists() else "no manifest.yaml"]
     if foreign:
