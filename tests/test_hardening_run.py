@@ -240,7 +240,8 @@ def test_ctrl_c_stops_starting_runs_ends_the_current_one_and_a_rerun_resumes(
     assert time.monotonic() - t0 < 30  # the sleeping notebook was ended, not waited for
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("ctrip run: interrupted") and "a" in last and "re-run" in last
+    assert last.startswith("ctrip run: interrupted (Ctrl-C): a ended before finishing, ")
+    assert "2 not started (b, c)" in last and "re-run" in last
     assert "running write.ipynb" not in stdout and "running add.ipynb" not in stdout
     runs = results / "runs"
     assert not any(runs.glob(".tmp-*")) and not (runs / "a").exists()

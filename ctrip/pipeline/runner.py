@@ -475,10 +475,11 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
     if interruption.requested:
         unstarted = [r.name for r in pending if r.name in stale]
+        named = ", ".join(unstarted[:3]) + (", ..." if len(unstarted) > 3 else "")
         raise RunInterrupted(
             f"interrupted (Ctrl-C): {', '.join(ended) or 'no run'} ended before finishing, "
-            f"{len(unstarted)} not started ({', '.join(unstarted) or 'none'}); a re-run of the "
-            "same command resumes from there"
+            f"{len(unstarted)} not started ({named or 'none'}); a re-run of the same command "
+            "resumes from there"
         )
     if failure is not None:
         raise failure
