@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     except RunInterrupted as err:
         print(f"ctrip run: {err}", file=sys.stderr)
         return 130  # the shell's code for a command ended by SIGINT
+    except KeyboardInterrupt:  # a second Ctrl-C
+        print("ctrip run: interrupted twice: stopped at once; unfinished runs are not kept, "
+              "a re-run of the same command resumes", file=sys.stderr)  # fmt: skip
+        return 130
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
