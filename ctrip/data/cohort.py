@@ -63,6 +63,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("id", "split", "sex", "age", "height", "wei
 _SCAN_CHUNK = 128  # subjects per block when scanning an array for NaN/inf
 _FREE_SPACE_MARGIN = 64 << 20  # bytes kept free beyond the arrays (table, manifest, extras)
 # Names the writer puts in a cohort folder: a folder holding anything else is not replaced.
+# What `ctrip cohort import` writes beside the manifest (`ctrip.io.importer.REPORT`).
+IMPORT_REPORTS = ("import_report.json", "import_report.txt")
 _WRITER_SUFFIXES = (".npy", ".parquet", ".yaml", ".json", ".txt")
 
 
@@ -358,13 +360,46 @@ def check_replaceable(path: Path) -> None:
     if not entries:
         return
     foreign = [e.name for e in entries if not (e.is_file() and e.name.endswith(_WRITER_SUFFIXES))]
-    if not (path / MANIFEST).is_file() and not path.name.endswith(".partial") or foreign:
-        shown = ", ".join(sorted(foreign)[:3]) or "no manifest.yaml"
+    named = _files_named_by_manifest(path / MANIFEST)
+    if named is not None:  # a cohort: only what its manifest names (and the manifest) belongs
+        own = named | {MANIFEST, *IMPORT_REPORTS}
+        foreign = [e.name for e in entries if e.name not in own or not e.is_file()]
+    elif not path.name.endswith(".partial"):  # neither a cohort nor the writer's scratch space
+        foreign = foreign or [MANIFEST if (path / MANIFEST).exists() else "no manifest.yaml"]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:3])
         raise CohortError(
             f"is not a cohort folder ({shown}); refusing to delete it: choose another output "
             "path, or remove the folder yourself",
             file=path,
         )
+
+
+def _files_named_by_manifest(manifest: Path) -> set[str] | None:
+    """The files a manifest of this project's format names (its `file` entries), or None when
+    `manifest` is missing, unreadable or of another format (a Kubernetes `manifest.yaml`...)."""
+    try:
+        loaded = yaml.safe_load(manifest.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not (
+        isinstance(loaded, dict)
+        and loaded.get("format_version") == FORMAT_VERSION
+        and isinstance(loaded.get("table"), dict)
+        and {"source", "n_subjects"} <= set(loaded)
+    ):
+        return None
+    named: set[str] = set()
+    todo: list[Any] = [loaded]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            if isinstance(value.get("file"), str):
+                named.add(value["file"])
+            todo += list(value.values())
+        elif isinstance(value, list):
+            todo += value
+    return named
 
 
 def check_free_space(folder: Path, needed: int) -> None:

@@ -899,11 +899,10 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, param
     run's full parameters (written to `params_dir/<run>.yaml`) in a fresh folder beside it."""
     from ctrip.pipeline.runner import notebook_parameters
 
-    results_rel = (
-        os.path.relpath(results_dir, REPO_DIR)
-        if results_dir.is_relative_to(REPO_DIR)
-        else str(results_dir)
-    )
+    # Paths relative to the repository root, where the commands run; a results folder elsewhere
+    # is `$RESULTS`, so that the page names no folder of the machine that built it.
+    inside = results_dir.is_relative_to(REPO_DIR)
+    results_rel = os.path.relpath(results_dir, REPO_DIR) if inside else '"$RESULTS"'
     notebooks_dir = REPO_DIR / "notebooks"
     by_name = {run.name: run for run in plan}
     sections = []
@@ -915,6 +914,11 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict, param
                 + ", ".join(f"{{ref}}`{n} <run-{n.replace('_', '-').lower()}>`" for n in names)
             )
     out = ["## Which run made what\n", "\n".join(sections), "\n\n## Remaking one run\n"]
+    if not inside:
+        out.append(
+            f"This book's results folder (`{results_dir.name}`) lies outside the repository: run "
+            "the commands below from the repository root with `RESULTS` set to that folder.\n"
+        )
     out.append(
         f"Everything, from the cohort up, with the cache skipping what is up to date:\n\n"
         f"```bash\n.venv/bin/ctrip run --profile {settings['profile']} --results {results_rel} "
@@ -1070,6 +1074,67 @@ def write_includes(
     )
 
 
+BOOK_FILES = ".ctrip-book.json"  # in a book's output folder: the files the build wrote there
+
+
+def book_output_folder(root: Path, settings: dict, output: Path | None) -> Path | None:
+    """Where a book is built: `output`, `root/_build/<profile>` for a profile other than the
+    default, or None for the default book (built in place in `root`)."""
+    if output is None and settings["profile"] != "default":
+        output = Path(root) / "_build" / settings["profile"]
+    return None if output is None else Path(output).resolve()
+
+
+def _made_files(folder: Path) -> set[str]:
+    """The files a book build wrote in `folder` (its record), empty when there is none."""
+    try:
+        record = json.loads((folder / BOOK_FILES).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set()
+    files = record.get("files") if isinstance(record, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+def _own_files(folder: Path) -> list[str]:
+    """The files in a book's output folder outside jupyter-book's own `_build/` (which it
+    manages), relative to the folder."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if not p.is_dir() and p.relative_to(folder).parts[0] != "_build" and p.name != BOOK_FILES
+    )
+
+
+def check_book_output(folder: Path, unrecorded_ok: bool = False) -> None:
+    """Refuse to build into `folder` when it holds files a book build did not write (the build
+    replaces `source/book`): a missing or empty folder, or one a build made, is fine.
+    `unrecorded_ok` accepts a folder without a record (the default `_build/<profile>`, made
+    before builds kept one)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder; choose another --book-output")
+    if not (folder / BOOK_FILES).exists() and (unrecorded_ok or not any(folder.iterdir())):
+        return
+    foreign = sorted(set(_own_files(folder)) - _made_files(folder))
+    if not (folder / BOOK_FILES).exists():
+        foreign = foreign or sorted(p.name for p in folder.iterdir())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise ValueError(
+            f"{folder}: holds files the book build did not make ({shown}); refusing to replace "
+            "its sources: choose another --book-output, or move those files away"
+        )
+
+
+def record_book_files(folder: Path) -> None:
+    """Record every file now in `folder` (outside `_build/`) as written by the book build."""
+    record = {"made_by": "ctrip run --book", "files": _own_files(folder)}
+    _write(folder / BOOK_FILES, json.dumps(record, indent=1))
+
+
 def book_sources(root: Path, target: Path) -> Path:
     """A copy of the book's sources (config, table of contents, chapters, vendored MathJax) in
     `target`, without executed notebooks: the source of a book that is not the default one."""
@@ -1097,22 +1162,30 @@ def build_book(
         require_mathjax(root / "book" / "_vendor")
     except MathJaxError as err:
         raise PipelineError(str(err)) from None
-    if output is None and settings["profile"] != "default":
-        output = root / "_build" / settings["profile"]
-    source = root if output is None else book_sources(root, Path(output).resolve() / "source")
-    executed = source / "book" / "executed"
-    (executed / "figures").mkdir(parents=True, exist_ok=True)
-    order = _copy_executed(plan, results_dir, executed)
-    figures = sorted((results_dir / "figures").glob("*.png"))
-    for png in figures:
-        _write(executed / "figures" / png.name, png.read_bytes())
-    write_includes(plan, results_dir, settings, executed / "_includes", order)
-    _write(executed / "_includes" / "settings.json", json.dumps(settings, indent=2, default=str))
-    keep = {executed / f"{order[r]}.ipynb".removeprefix("executed/") for r in order}
-    keep |= {executed / "figures" / p.name for p in figures}
-    for stale in [*executed.glob("*.ipynb"), *(executed / "figures").glob("*.png")]:
-        if stale not in keep:  # from an earlier plan (e.g. a method since removed)
-            stale.unlink()
+    default_folder = output is None
+    output = book_output_folder(root, settings, output)
+    if output is not None:
+        check_book_output(output, unrecorded_ok=default_folder)
+    try:
+        source = root if output is None else book_sources(root, output / "source")
+        executed = source / "book" / "executed"
+        (executed / "figures").mkdir(parents=True, exist_ok=True)
+        order = _copy_executed(plan, results_dir, executed)
+        figures = sorted((results_dir / "figures").glob("*.png"))
+        for png in figures:
+            _write(executed / "figures" / png.name, png.read_bytes())
+        write_includes(plan, results_dir, settings, executed / "_includes", order)
+        _write(
+            executed / "_includes" / "settings.json", json.dumps(settings, indent=2, default=str)
+        )
+        keep = {executed / f"{order[r]}.ipynb".removeprefix("executed/") for r in order}
+        keep |= {executed / "figures" / p.name for p in figures}
+        for stale in [*executed.glob("*.ipynb"), *(executed / "figures").glob("*.png")]:
+            if stale not in keep:  # from an earlier plan (e.g. a method since removed)
+                stale.unlink()
+    finally:  # what was written, even by a build that failed, is the build's to replace
+        if output is not None and output.exists():
+            record_book_files(output)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "-W",
            "--keep-going"]  # fmt: skip
     if output is not None:

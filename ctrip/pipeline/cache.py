@@ -4,26 +4,24 @@ A run's key hashes exactly what it reads: its notebook, the `ctrip` modules it i
 closure of its import statements, lazy ones included, so the analysis package counts for the
 Table 2 and figure runs and an unrelated module does not), its parameters, its kernel's thread
 count and the keys of the runs it reads. A run is up to date when `runs/<name>/provenance.json`
-holds the same key and every output it recorded is still there, unchanged (size, and sha256
-when the modification time moved). One `ctrip run` at a time holds a results folder (`.lock`).
+holds the same key and every output it recorded is still there, unchanged: an output with its
+recorded size and modification time is trusted; one whose size or modification time moved is
+hashed and compared with its recorded sha256; `verify` (`ctrip run --verify`) hashes them all. One `ctrip run` at a time holds a results folder (`.lock`).
 """
 
 from __future__ import annotations
 
 import ast
-import fcntl
 import hashlib
 import json
-import os
-import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ctrip.data.cohort import sha256_of
+from ctrip.folder_lock import folder_lock
 from ctrip.pipeline.plan import Run
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -135,14 +133,36 @@ def run_keys(plan: list[Run], notebooks_dir: Path) -> dict[str, str]:
     return {name: r["key"] for name, r in run_records(plan, notebooks_dir).items()}
 
 
+def _well_formed(record: Any) -> bool:
+    """Whether a parsed provenance record has the shape the runner reads: a key, the sha256 of
+    every output and, optionally, their [size, mtime_ns]."""
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        return False
+    hashes = record.get("hashes")
+    outputs = hashes.get("outputs_sha256") if isinstance(hashes, dict) else None
+    stats = record.get("outputs_stat", {})
+    return (
+        isinstance(outputs, dict)
+        and all(isinstance(v, str) for v in outputs.values())
+        and isinstance(stats, dict)
+        and all(
+            isinstance(v, list) and len(v) == 2 and all(type(n) is int for n in v)
+            for v in stats.values()
+        )
+    )
+
+
 def load_provenance(run_dir: Path) -> dict | None:
+    """A run's provenance record; None when it is missing or damaged (not JSON, or not of the
+    shape the runner reads: the run is then not up to date)."""
     path = run_dir / "provenance.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # a damaged record: the run is not up to date
+        record = None
+    return record if _well_formed(record) else None
 
 
 def run_folder(results_dir: Path, name: str) -> Path:
@@ -162,9 +182,10 @@ def _output_record(out_dir: Path) -> tuple[dict[str, str], dict[str, list[int]]]
     return hashes, stats
 
 
-def outputs_problem(run_dir: Path, record: dict[str, Any]) -> str | None:
+def outputs_problem(run_dir: Path, record: dict[str, Any], verify: bool = False) -> str | None:
     """Why a run's recorded outputs are not all there unchanged (None when they are). A file
-    with its recorded size and modification time is taken as unchanged; any other is hashed."""
+    with its recorded size and modification time is trusted unchanged unless `verify`; any
+    other is hashed."""
     hashes = (record.get("hashes") or {}).get("outputs_sha256")
     if not hashes:
         return "its provenance records no outputs"
@@ -176,19 +197,22 @@ def outputs_problem(run_dir: Path, record: dict[str, Any]) -> str | None:
         st = path.stat()
         if rel in stats and stats[rel][0] != st.st_size:
             return f"output {rel} changed (size)"
-        if stats.get(rel) != [st.st_size, st.st_mtime_ns] and sha256_of(path) != digest:
+        trusted = not verify and stats.get(rel) == [st.st_size, st.st_mtime_ns]
+        if not trusted and sha256_of(path) != digest:
             return f"output {rel} changed (sha256)"
     return None
 
 
-def run_status(run_dir: Path, key: str) -> str:
-    """ "up to date", or "to run" with the reason."""
+def run_status(run_dir: Path, key: str, verify: bool = False) -> str:
+    """ "up to date", or "to run" with the reason (`verify`: hash every output)."""
     record = load_provenance(run_dir)
     if record is None:
+        if (run_dir / "provenance.json").exists():
+            return "to run (its provenance record is damaged)"
         return "to run (never run)" if not run_dir.exists() else "to run (no provenance record)"
     if record.get("key") != key:
         return "to run (its notebook, code, parameters or inputs changed)"
-    problem = outputs_problem(run_dir, record)
+    problem = outputs_problem(run_dir, record, verify)
     return f"to run ({problem})" if problem else "up to date"
 
 
@@ -196,28 +220,16 @@ def run_status(run_dir: Path, key: str) -> str:
 def results_lock(results_dir: Path) -> Iterator[None]:
     """Hold `results_dir/.lock` for one `ctrip run`; a second one is refused with a message
     naming the holder. Temporary run folders left by an earlier, dead process are removed."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = results_dir / ".lock"
-    handle = open(lock_path, "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise PipelineError(
-                f"results folder {results_dir} is in use by another ctrip run ({holder}); "
-                "wait for it to finish or use another --results folder"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {platform.node()}, since "
-                     f"{datetime.now(UTC).isoformat(timespec='seconds')}")  # fmt: skip
-        handle.flush()
+
+    def busy(holder: str) -> PipelineError:
+        return PipelineError(
+            f"results folder {results_dir} is in use by another ctrip run ({holder}); "
+            "wait for it to finish or use another --results folder"
+        )
+
+    with folder_lock(results_dir / ".lock", busy):
         for stale in (results_dir / "runs").glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         for stale in (results_dir / "runs").glob(".old-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield
-    finally:
-        handle.close()  # releases the lock

@@ -24,22 +24,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "_build/<profile>/_build/html for any other (never replacing the default book)",
     )  # fmt: skip
     parser.add_argument("--book-output", type=Path, default=None,
-                        help="build the book into this folder instead (its html/ subfolder)")  # fmt: skip
+                        help="build the book into this folder instead (its _build/html/ subfolder); "
+                        "refused when it holds files an earlier build did not write")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None,
                         help="notebooks executed at once (default: the profile's `jobs`); "
                         "the numbers do not depend on it")  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is up to date"
     )
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="recompute the sha256 of every recorded output and re-run what differs (by default "
+        "an output with its recorded size and modification time is trusted unchanged; one whose "
+        "size or time moved is hashed)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctrip.pipeline.book import build_book
+    from ctrip.pipeline.book import book_output_folder, build_book, check_book_output
     from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
     from ctrip.pipeline.plan import build_plan
-    from ctrip.pipeline.runner import plan_status, run_plan
+    from ctrip.pipeline.runner import RunInterrupted, plan_status, run_plan
     from ctrip.pipeline.settings import load_settings
 
     settings = load_settings(args.profile, args.overrides, cohort=args.cohort)
@@ -47,16 +54,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs {args.jobs}: at least 1")
     plan = build_plan(settings)
     results = (args.results or REPO_DIR / "results" / settings["profile"]).resolve()
+    if args.book:  # before any work: a book folder holding the user's files is refused
+        folder = book_output_folder(REPO_DIR, settings, args.book_output)
+        if folder is not None:
+            check_book_output(folder, unrecorded_ok=args.book_output is None)
     if args.dry_run:
-        for name, status in plan_status(plan, results).items():
+        for name, status in plan_status(plan, results, verify=args.verify).items():
             print(f"{name:<24} {status}")
         return 0
     t0 = time.perf_counter()
     try:
         jobs = args.jobs or int(settings.get("jobs", 1))
         outcomes = run_plan(
-            plan, results, settings=settings, jobs=jobs, progress=not args.no_progress
-        )
+            plan, results, settings=settings, jobs=jobs, progress=not args.no_progress,
+            verify=args.verify,
+        )  # fmt: skip
         executed = sum(o.status == "executed" for o in outcomes)
         print(f"ctrip run: {executed} executed, {len(outcomes) - executed} up to date, "
               f"{time.perf_counter() - t0:.0f} s; results in {results}")  # fmt: skip
@@ -64,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
             with results_lock(results):
                 html = build_book(REPO_DIR, results, plan, settings, output=args.book_output)
             print(f"ctrip run: book built in {html} ({time.perf_counter() - t0:.0f} s in all)")
+    except RunInterrupted as err:
+        print(f"ctrip run: {err}", file=sys.stderr)
+        return 130  # the shell's code for a command ended by SIGINT
+    except KeyboardInterrupt:  # a second Ctrl-C
+        print("ctrip run: interrupted twice: stopped at once; unfinished runs are not kept, "
+              "a re-run of the same command resumes", file=sys.stderr)  # fmt: skip
+        return 130
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

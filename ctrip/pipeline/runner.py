@@ -15,11 +15,14 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -42,6 +45,51 @@ NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 KERNEL_NAME = "ctrip"
 PACKAGES = ("ctrip", "torch", "lightning", "numpy", "pandas", "scipy", "scikit-learn",
             "umap-learn", "captum", "papermill", "jupyter-book", "matplotlib")  # fmt: skip
+
+
+class RunInterrupted(PipelineError):
+    """Ctrl-C stopped a plan; the message names the runs it ended and counts those not started."""
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) during a plan: no run starts any more, and the kernels of the runs going
+    are ended, so those runs fail and are never published (their folders are temporary until
+    they finish). A second Ctrl-C raises `KeyboardInterrupt` at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._kernels: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def kernel_started(self, run: str, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._kernels[run] = process
+            if self.requested:  # started while the Ctrl-C was handled
+                process.terminate()
+
+    def kernel_ended(self, run: str) -> None:
+        with self._lock:
+            self._kernels.pop(run, None)
+
+    def request(self, *_: Any) -> None:
+        """The SIGINT handler."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with self._lock:
+            self.requested = True
+            for process in self._kernels.values():
+                process.terminate()  # a no-op for a kernel already reaped
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Handle SIGINT with `request` for the duration (only the main thread can)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -163,7 +211,9 @@ def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict
     return env
 
 
-def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
+def _kernel_manager(
+    stderr: Any, threads: int, cwd: Path, run: str, interruption: Interruption
+) -> type:
     """A kernel manager whose kernel runs in `cwd` with `threads` CPU threads and writes its own
     stderr (ipykernel's start-up warnings, not the notebook's output) to `stderr`. (Papermill's
     own `cwd` changes the directory of this whole process: wrong with runs in parallel.)"""
@@ -174,6 +224,7 @@ def _kernel_manager(stderr: Any, threads: int, cwd: Path) -> type:
             kw["env"] = kernel_environment(threads, kw.get("env"))
             kw["cwd"] = str(cwd)
             await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
+            interruption.kernel_started(run, self.provisioner.process)
 
         _launch_kernel = _async_launch_kernel
 
@@ -208,7 +259,8 @@ def _portable(notebook_file: Path, run: Run, replacements: dict[str, str]) -> No
 
 
 def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir: Path,
-                      plan: list[Run], kernel_name: str, progress: bool) -> None:  # fmt: skip
+                      plan: list[Run], kernel_name: str, progress: bool,
+                      interruption: Interruption) -> None:  # fmt: skip
     import sysconfig
 
     import papermill
@@ -222,11 +274,11 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
     replacements = {str(out_dir): str(final), str(results_dir) + "/": "",
                     str(REPO_DIR) + "/": "", sysconfig.get_paths()["purelib"]: "site-packages"}  # fmt: skip
     try:
-        with open(kernel_log, "wb") as stderr:
+        with _writing(run, output), open(kernel_log, "wb") as stderr:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
-                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir))  # fmt: skip
+                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir, run.name, interruption))  # fmt: skip
     except PapermillExecutionError as err:
         failed = results_dir / "failed" / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +291,22 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
             f"(execution count {err.exec_count}, starting {first_line!r}): {err.ename}: {err.evalue}\n"
             f"the executed notebook with the traceback is {failed}; completed runs are kept"
         ) from None
-    _portable(output, run, replacements)
+    finally:
+        interruption.kernel_ended(run.name)
+    with _writing(run, output):
+        _portable(output, run, replacements)
+
+
+@contextmanager
+def _writing(run: Run, path: Path) -> Iterator[None]:
+    """Name the run and the file in an operating-system error (a full disk, a permission)
+    while the runner writes `path` for `run`."""
+    try:
+        yield
+    except OSError as err:
+        raise PipelineError(
+            f"run {run.name}: cannot write {err.filename or path}: {err.strerror or err}"
+        ) from None
 
 
 def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
@@ -251,13 +318,15 @@ def _publish(run: Run, run_dir: Path, results_dir: Path) -> None:
                 name = (
                     png.name if png.name.startswith(("fig", run.name)) else f"{run.name}_{png.name}"
                 )
-                shutil.copyfile(png, results_dir / "figures" / name)
+                with _writing(run, results_dir / "figures" / name):
+                    shutil.copyfile(png, results_dir / "figures" / name)
         elif (run_dir / item).exists():
-            shutil.copyfile(run_dir / item, results_dir / item)
+            with _writing(run, results_dir / item):
+                shutil.copyfile(run_dir / item, results_dir / item)
 
 
 def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
-                 progress: bool, record: dict[str, Any]) -> float:  # fmt: skip
+                 progress: bool, record: dict[str, Any], interruption: Interruption) -> float:  # fmt: skip
     """Execute one run in `runs/.tmp-<name>-<pid>/`, write its provenance (with the sha256 of
     every output) and rename it into place."""
     tmp = results_dir / "runs" / f".tmp-{run.name}-{os.getpid()}"
@@ -269,7 +338,9 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
         if run.notebook is None:
             _synthesize(run, tmp)
         else:
-            _execute_notebook(run, notebooks_dir, results_dir, tmp, plan, kernel_name, progress)
+            _execute_notebook(
+                run, notebooks_dir, results_dir, tmp, plan, kernel_name, progress, interruption
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -278,12 +349,14 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
     record = {**record, "started": started.isoformat(timespec="seconds"),
               "seconds": round(seconds, 2), "outputs_stat": stats}  # fmt: skip
     record["hashes"] = {**record["hashes"], "outputs_sha256": hashes}
-    (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+    with _writing(run, tmp / "provenance.json"):
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
     old = results_dir / "runs" / f".old-{run.name}-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    with _writing(run, final):
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     (results_dir / "failed" / f"{run.name}.ipynb").unlink(missing_ok=True)
     _publish(run, final, results_dir)
@@ -300,19 +373,22 @@ def run_plan(
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
+    verify: bool = False,
 ) -> list[RunOutcome]:
     """Bring every run of `plan` up to date under `results_dir`; return what was done.
 
     Up to `jobs` runs whose inputs are ready execute at once, each in its own kernel with the
     thread count of its parameters (`Run.threads`). On a failure no new run starts, the runs
     already going finish and are kept, and the first error is raised. The results folder is
-    locked for the duration.
+    locked for the duration. `verify` hashes every recorded output (by default one with its
+    recorded size and modification time is trusted unchanged). Ctrl-C starts no new run, ends the runs going (none is published)
+    and raises `RunInterrupted` (see `Interruption`).
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
-    with results_lock(results_dir):
-        return _run_locked(
-            plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress, log
-        )
+    interruption = Interruption()
+    with results_lock(results_dir), interruption.handling():
+        return _run_locked(plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress,
+                           log, interruption, verify)  # fmt: skip
 
 
 def ready_runs(pending: list[Run], done: Any) -> list[Run]:
@@ -323,12 +399,14 @@ def ready_runs(pending: list[Run], done: Any) -> list[Run]:
 
 
 def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
-                settings: dict | None, jobs: int, progress: bool,
-                log: Callable[[str], None]) -> list[RunOutcome]:  # fmt: skip
+                settings: dict | None, jobs: int, progress: bool, log: Callable[[str], None],
+                interruption: Interruption, verify: bool) -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
     records = run_records(plan, notebooks_dir)
     keys = {name: r["key"] for name, r in records.items()}
-    status = {r.name: run_status(run_folder(results_dir, r.name), keys[r.name]) for r in plan}
+    status = {
+        r.name: run_status(run_folder(results_dir, r.name), keys[r.name], verify) for r in plan
+    }
     stale = {name for name, s in status.items() if s != "up to date"}
     # A stale run makes every run that reads it stale (its input's key is unchanged when only
     # its outputs went missing).
@@ -353,11 +431,11 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 "hashes": {"notebook_sha256": records[run.name]["notebook"] or None,
                            "ctrip_code_sha256": records[run.name]["code"]}, **common}  # fmt: skip
 
-    pending, running, failure = list(plan), {}, None
+    pending, running, failure, ended = list(plan), {}, None, []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
             for run in ready_runs(pending, outcomes):
-                if failure is not None or len(running) >= jobs:
+                if failure is not None or interruption.requested or len(running) >= jobs:
                     break
                 pending.remove(run)
                 if run.name not in stale:
@@ -370,9 +448,11 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                     f"{head[run.name]} running {run.notebook or 'cohort'} {why if why != 'to run' else ''}..."
                 )
                 future = pool.submit(_execute_run, run, plan, results_dir, notebooks_dir, kernel_name,
-                                     progress and jobs == 1, record(run))  # fmt: skip
+                                     progress and jobs == 1, record(run), interruption)  # fmt: skip
                 running[future] = run
             if not running:
+                if interruption.requested:
+                    break
                 if failure is None and any(all(n in outcomes for n in r.needs) for r in pending):
                     continue  # up-to-date runs unblocked others
                 break
@@ -382,6 +462,10 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 try:
                     seconds = future.result()
                 except BaseException as err:  # the first failure is raised after the others finish
+                    if interruption.requested:
+                        ended.append(run.name)
+                        log(f"{head[run.name]} interrupted (not kept)")
+                        continue
                     failure = failure or err
                     log(f"{head[run.name]} FAILED")
                     continue
@@ -389,6 +473,14 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                     f"{head[run.name]} done in {seconds:.1f} s (total {time.perf_counter() - t_all:.0f} s)"
                 )
                 outcomes[run.name] = RunOutcome(run.name, "executed", seconds, keys[run.name])
+    if interruption.requested:
+        unstarted = [r.name for r in pending if r.name in stale]
+        named = ", ".join(unstarted[:3]) + (", ..." if len(unstarted) > 3 else "")
+        raise RunInterrupted(
+            f"interrupted (Ctrl-C): {', '.join(ended) or 'no run'} ended before finishing, "
+            f"{len(unstarted)} not started ({named or 'none'}); a re-run of the same command "
+            "resumes from there"
+        )
     if failure is not None:
         raise failure
     if settings is not None:
@@ -397,12 +489,15 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
 
 
 def plan_status(
-    plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR
+    plan: list[Run], results_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR, verify: bool = False
 ) -> dict[str, str]:
     """For each run: "up to date" or "to run (why)" (what `ctrip run --dry-run` prints); a run
     that reads a run to execute is to run too."""
     keys = run_keys(plan, Path(notebooks_dir))
-    status = {r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name]) for r in plan}
+    status = {
+        r.name: run_status(run_folder(Path(results_dir), r.name), keys[r.name], verify)
+        for r in plan
+    }
     for run in plan:
         upstream = [n for n in run.needs if status[n] != "up to date"]
         if upstream and status[run.name] == "up to date":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from ctrip.arguments import number_in
 from ctrip.data.synth.sizes import SynthSizes
@@ -19,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--seed", type=number_in(0, 2**63 - 1, integer=True), default=0,
         help="random seed (same seed, same bytes)",
     )  # fmt: skip
-    parser.add_argument("--out", required=True, help="cohort folder to create")
+    parser.add_argument("--out", required=True,
+                        help="cohort folder to create (one writer at a time: `.<name>.lock` beside it)")  # fmt: skip
     parser.add_argument("--profile", choices=("smoke", "default", "paper"), default="default",
                         help="array sizes (smoke 32 px / 100 Hz, default 64 px / 250 Hz, paper 224 px / 500 Hz)")  # fmt: skip
     parser.add_argument(
@@ -56,6 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctrip.data.cohort import CohortError, plausibility_warnings_printed
     from ctrip.data.synth.generate import synthesize_cohort
+    from ctrip.folder_lock import folder_lock
 
     sizes = SynthSizes.for_profile(args.profile)
     overrides = {
@@ -69,8 +72,22 @@ def run(args: argparse.Namespace) -> int:
     ):
         print(f"error: sizes too small to simulate: {sizes}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    target = out.resolve()
+
+    def busy(holder: str) -> CohortError:
+        return CohortError(
+            f"is being written by another ctrip cohort synth ({holder}); wait for it to finish "
+            "or choose another --out folder",
+            file=out,
+        )
+
     try:
-        with plausibility_warnings_printed():
+        # one writer per cohort folder; the lock lies beside it, as the folder is replaced
+        with (
+            folder_lock(target.parent / f".{target.name}.lock", busy),
+            plausibility_warnings_printed(),
+        ):
             path = synthesize_cohort(
                 args.out, args.n, args.seed, sizes, workers=args.workers,
                 progress=not args.no_progress, chunk_size=args.chunk_size,
