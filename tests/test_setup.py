@@ -68,3 +68,21 @@ def test_notebook_templates_carry_no_outputs() -> None:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, path.name
         assert any("parameters" in c.metadata.get("tags", []) for c in notebook.cells), path.name
+
+
+def test_readme_python_example_opens_the_cohort_make_book_makes(tmp_path: Path) -> None:
+    from ctrip.pipeline.plan import build_plan
+    from ctrip.pipeline.runner import cohort_path
+    from ctrip.pipeline.settings import load_settings
+    from tests.factories import make_tiny_cohort
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    opened = re.search(r'Cohort\.open\("([^"]+)"\)', example).group(1)
+    plan = build_plan(load_settings("default"))
+    assert Path(opened) == cohort_path(Path("results/default"), plan)
+    # The example runs as written on a cohort at that path.
+    make_tiny_cohort(tmp_path / opened)
+    namespace: dict = {}
+    exec(example.replace(opened, str(tmp_path / opened)), namespace)
+    assert len(namespace["train"]) > 0
