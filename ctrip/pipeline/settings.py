@@ -71,6 +71,10 @@ def load_settings(
                             strict=False)  # fmt: skip
     settings["profile"] = path.stem
     settings["config"] = merge_config(DEFAULT_CONFIG, settings.get("config") or {}, strict=False)
+    try:  # the profile file alone first, so that its own mistakes name it
+        check_settings(settings)
+    except SettingsError as err:
+        raise SettingsError(f"{path}: {err}") from None
     if cohort is not None:
         settings["cohort"]["path"] = str(Path(cohort).resolve())
     for text in overrides or []:
