@@ -3,15 +3,19 @@
     ctrip predict --checkpoint runs/stage3-localizer.pt --localizer subject01/localizer/
     ctrip predict --checkpoint C --localizer subjects/ --out cps.csv      # one subject per entry
 
-PATH is a DICOM series (folder, zip or file), a NIfTI volume, or a .npy array of slices
-(S, H, W); a folder holding several of those (sub-folders or files) is a batch, one subject per
-entry, named after it. The images go through the importer's preprocessing (three consecutive
-transverse slices, heart crop, normalization, resizing to the checkpoint's input size), with
-the crop size the training cohort was imported with when its manifest is at hand.
-`--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
+PATH is a DICOM series (folder, zip or file), a NIfTI volume, a .npy array of slices
+(S, H, W), or a subject's folder laid out as `ctrip cohort import generic` reads it
+(`localizer/`, `localizer.zip|.dcm|.nii|.nii.gz|.npy`, optional `localizer_mask.*`); a folder
+holding several of those (sub-folders or files, e.g. an import root) is a batch, one subject
+per entry, named after it. Each subject is found and prepared by the importer's own code
+(three consecutive transverse slices, heart crop, normalization, resizing to the checkpoint's
+input size), with the field of view the training cohort was made with when its manifest is at
+hand. `--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
 
 The CPs are printed and, with --out, written as CSV (id, phenotype, value, unit; one row per
-subject and phenotype) or JSON. Checkpoints are read by `ctrip.stages.checkpoint` (weights only).
+subject and phenotype) or JSON, with split-conformal intervals when the checkpoint's
+calibration set is large enough for the level (else a warning says how many subjects it
+needs). Checkpoints are read by `ctrip.stages.checkpoint` (weights only).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--localizer", required=True,
-        help="DICOM folder/zip/file, NIfTI file or .npy array; a folder of these for a batch",
+        help="DICOM folder/zip/file, NIfTI file, .npy array or a subject folder in the "
+        "importer's layout; a folder of these for a batch",
     )  # fmt: skip
     parser.add_argument("--out", help="write the CPs to FILE.csv or FILE.json")
     parser.add_argument(

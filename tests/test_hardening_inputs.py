@@ -250,7 +250,7 @@ SPEC_EDITS = {
     "dim 16384, depth 64": (
         lambda c: (c["specs"]["localizer"]["tokenizer"].update(dim=16384),
                    c["specs"]["localizer"].update(depth=64)),
-        ["field specs.localizer", "refused"],
+        ["field specs.localizer does not match the stored weights", "cls_token is [1, 1, "],
     ),
     "depth 64": (
         lambda c: c["specs"]["localizer"].update(depth=64),
@@ -270,7 +270,19 @@ SPEC_EDITS = {
     ),
     "head hidden 2^20": (
         lambda c: c["head"]["spec"].update(hidden=[1 << 20, 1 << 20]),
-        ["field head.spec asks for a model of"],
+        ["field head.spec.hidden is [1048576, 1048576]"],
+    ),
+    "head hidden 16": (
+        lambda c: c["head"]["spec"].update(hidden=[16, 16]),
+        ["field head.spec does not match the stored weights", "1.weight is"],
+    ),
+    "image 2^16": (
+        lambda c: c["specs"]["localizer"]["tokenizer"].update(image_size=[1 << 16, 1 << 16]),
+        ["field specs.localizer is not a model spec", "tokens"],
+    ),
+    "no cls_token": (
+        lambda c: c["encoders"]["localizer"].pop("cls_token"),
+        ["field specs.localizer does not match the stored weights", "cls_token is missing"],
     ),
     "head in_dim 7": (
         lambda c: c["head"]["spec"].update(in_dim=7),

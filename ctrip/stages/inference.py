@@ -71,10 +71,17 @@ def load_regressor(checkpoint: str | Path) -> CPRegressor:
     spec = head_entry.get("spec")
     head = build_checked(
         lambda: RegressionHead(spec["in_dim"], spec["out_dim"], spec["hidden"], spec["dropout"]),
-        spec, head_entry.get("state_dict"), checkpoint, "head.spec",
+        _head_layout, spec, head_entry.get("state_dict"), checkpoint, "head.spec",
     )  # fmt: skip
     stats = NormalizationStats.from_dict(ckpt["stats"])
     return CPRegressor(encoder, head, ckpt["modality"], stats).eval()
+
+
+def _head_layout(spec: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Stored weight shapes of a `RegressionHead` (BatchNorm, then three linears)."""
+    (h1, h2), n_in, n_out = spec["hidden"], spec["in_dim"], spec["out_dim"]
+    return {"0.weight": (n_in,), "1.weight": (h1, n_in), "4.weight": (h2, h1),
+            "6.weight": (n_out, h2)}  # fmt: skip
 
 
 @torch.no_grad()
