@@ -159,14 +159,17 @@ def training_crop_mm(ckpt: dict[str, Any]) -> float:
     manifest), else the default; a damaged manifest is a one-line error naming it."""
     import yaml
 
+    from ctrip.io.errors import UnreadableFileError, check_regular_file
     from ctrip.io.preprocess import localizer_field_of_view_mm
 
     manifest = Path(str(ckpt.get("cohort", ""))) / "manifest.yaml"
-    if not manifest.is_file():
+    if not manifest.exists():
         return DEFAULT_CROP_MM
     hint = "the checkpoint's field 'cohort' names it; pass --crop-mm to predict without it"
     try:
-        document = yaml.safe_load(manifest.read_text())
+        document = yaml.safe_load(check_regular_file(manifest).read_text())
+    except UnreadableFileError as err:
+        raise ValueError(f"{err}; {hint}") from None
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ValueError(f"{manifest}: not a readable YAML manifest ({reason}); {hint}") from None

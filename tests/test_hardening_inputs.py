@@ -330,6 +330,14 @@ def test_predict_refuses_fifos_and_devices(trained, tmp_path: Path, capsys, fifo
     code, _, err = _predict(capsys, "--checkpoint", str(fifo("model.pt")), "--localizer",
                             str(tmp_path / "x.npy"), "--preprocessed")  # fmt: skip
     _one_line_error(code, err, "model.pt: a FIFO")
+    # the training cohort's manifest, which predict reads for the field of view
+    manifest = fifo("cohort/manifest.yaml")
+    ckpt = torch.load(checkpoint, weights_only=True)
+    torch.save({**ckpt, "cohort": str(manifest.parent)}, tmp_path / "m.pt")
+    code, _, err = _predict(
+        capsys, "--checkpoint", str(tmp_path / "m.pt"), "--localizer", anatomical
+    )
+    _one_line_error(code, err, "manifest.yaml: a FIFO", "--crop-mm")
 
 
 # ---- item 13: damaged checkpoints and manifests are one line naming file and field -------------
