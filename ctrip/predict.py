@@ -3,24 +3,31 @@
     ctrip predict --checkpoint runs/stage3-localizer.pt --localizer subject01/localizer/
     ctrip predict --checkpoint C --localizer subjects/ --out cps.csv      # one subject per entry
 
-PATH is a DICOM series (folder, zip or file), a NIfTI volume, or a .npy array of slices
-(S, H, W); a folder holding several of those (sub-folders or files) is a batch, one subject per
-entry, named after it. The images go through the importer's preprocessing (three consecutive
-transverse slices, heart crop, normalization, resizing to the checkpoint's input size), with
-the crop size the training cohort was imported with when its manifest is at hand.
-`--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
+PATH is a DICOM series (folder, zip or file), a NIfTI volume, a .npy array of slices
+(S, H, W), or a subject's folder laid out as `ctrip cohort import generic` reads it
+(`localizer/`, `localizer.zip|.dcm|.nii|.nii.gz|.npy`, optional `localizer_mask.*`); a folder
+holding several of those (sub-folders or files, e.g. an import root) is a batch, one subject
+per entry, named after it. Each subject is found and prepared by the importer's own code
+(three consecutive transverse slices, heart crop, normalization, resizing to the checkpoint's
+input size), with the field of view the training cohort was made with when its manifest is at
+hand. `--preprocessed` takes .npy arrays already in cohort form: (3, H, W) or (N, 3, H, W).
 
 The CPs are printed and, with --out, written as CSV (id, phenotype, value, unit; one row per
-subject and phenotype) or JSON. Checkpoints are read by `ctrip.stages.checkpoint` (weights only).
+subject and phenotype) or JSON, with split-conformal intervals when the checkpoint's
+calibration set is large enough for the level (else a warning says how many subjects it
+needs). Checkpoints are read by `ctrip.stages.checkpoint` (weights only).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
+from dataclasses import replace
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,8 @@ from ctrip.io.preprocess import DEFAULT_CROP_MM, HeartBox
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ctrip.io.importer import SubjectFiles
+
 PREPROCESSED_TOLERANCE = 1e-3  # model input is in [0, 1] up to float rounding
 
 
@@ -41,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--localizer", required=True,
-        help="DICOM folder/zip/file, NIfTI file or .npy array; a folder of these for a batch",
+        help="DICOM folder/zip/file, NIfTI file, .npy array or a subject folder in the "
+        "importer's layout; a folder of these for a batch",
     )  # fmt: skip
     parser.add_argument("--out", help="write the CPs to FILE.csv or FILE.json")
     parser.add_argument(
@@ -145,34 +155,54 @@ def checkpoint_error(path: str | Path, err: Exception) -> ValueError:
 
 
 def training_crop_mm(ckpt: dict[str, Any]) -> float:
-    """The crop size the checkpoint's training cohort was imported with, else the default."""
+    """The localizer field of view the checkpoint's training cohort was made with (its
+    manifest), else the default; a damaged manifest is a one-line error naming it."""
     import yaml
 
+    from ctrip.io.errors import UnreadableFileError, check_regular_file
+    from ctrip.io.preprocess import localizer_field_of_view_mm
+
     manifest = Path(str(ckpt.get("cohort", ""))) / "manifest.yaml"
-    if manifest.is_file():
-        provenance = (yaml.safe_load(manifest.read_text()) or {}).get("provenance") or {}
-        crop = (provenance.get("preprocessing") or {}).get("crop_mm")
-        if crop:
-            return float(crop)
-    return DEFAULT_CROP_MM
+    if not manifest.exists():
+        return DEFAULT_CROP_MM
+    hint = "the checkpoint's field 'cohort' names it; pass --crop-mm to predict without it"
+    try:
+        document = yaml.safe_load(check_regular_file(manifest).read_text())
+    except UnreadableFileError as err:
+        raise ValueError(f"{err}; {hint}") from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"{manifest}: not a readable YAML manifest ({reason}); {hint}") from None
+    if not isinstance(document, dict):
+        raise ValueError(
+            f"{manifest}: a YAML {type(document).__name__}, not a cohort manifest; {hint}"
+        )
+    try:
+        return localizer_field_of_view_mm(document)
+    except ValueError as err:
+        raise ValueError(f"{manifest}: {err}; {hint}") from None
 
 
-def find_subjects(path: str | Path) -> list[tuple[str, Path]]:
-    """(id, path) of each subject: PATH itself, or each entry of a batch folder."""
+def find_subjects(path: str | Path) -> list[SubjectFiles]:
+    """Each subject under PATH: PATH itself (a localizer, or one subject's folder in the
+    importer's layout), or each entry of a batch folder (files, localizer folders, or subject
+    folders in the importer's layout, as `ctrip cohort import generic` reads them)."""
     from ctrip.io.images import IMAGE_SUFFIXES, image_suffix
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if (subject := _subject_folder(path)) is not None:
+        return [subject]
     if not path.is_dir():
-        return [(path.name.split(".")[0], path)]
+        return [_localizer_subject(path.name.split(".")[0], path)]
     entries = sorted(path.iterdir())
     if any(
         e.is_file() and image_suffix(e) in ("", ".dcm") and e.name != "DICOMDIR" for e in entries
     ):
-        return [(path.name, path)]  # files directly inside: a DICOM series of one subject
+        return [_localizer_subject(path.name, path)]  # files directly inside: one DICOM series
     subjects = [
-        (e.name.split(".")[0], e)
+        _subject_folder(e) or _localizer_subject(e.name.split(".")[0], e)
         for e in entries
         if e.is_dir() or image_suffix(e) in IMAGE_SUFFIXES
     ]
@@ -181,8 +211,32 @@ def find_subjects(path: str | Path) -> list[tuple[str, Path]]:
     return subjects
 
 
+def _localizer_subject(subject_id: str, localizer: Path) -> SubjectFiles:
+    from ctrip.io.importer import SubjectFiles
+
+    return SubjectFiles(id=subject_id, files={"localizer": localizer})
+
+
+def _subject_folder(folder: Path) -> SubjectFiles | None:
+    """The subject in `folder` when it is laid out as the generic importer reads it (with the
+    importer's own file finder and suffixes): `localizer/`, `localizer.zip`, `.dcm`, `.nii`,
+    `.nii.gz` or `.npy`, and an optional `localizer_mask.*`; None for any other path."""
+    from ctrip.io.generic import INPUT_SUFFIXES, MASK_SUFFIXES
+    from ctrip.io.importer import find_input
+
+    if not folder.is_dir():
+        return None
+    localizer = find_input(folder, "localizer", INPUT_SUFFIXES["localizer"])
+    if localizer is None:
+        return None
+    subject = _localizer_subject(folder.name, localizer)
+    if (mask := find_input(folder, "localizer_mask", MASK_SUFFIXES, folders=False)) is not None:
+        subject.masks["localizer"] = mask
+    return subject
+
+
 def prepare_inputs(
-    subjects: list[tuple[str, Path]],
+    subjects: list[SubjectFiles],
     input_shape: tuple[int, ...],
     *,
     preprocessed: bool = False,
@@ -191,10 +245,12 @@ def prepare_inputs(
     crop_mm: float = DEFAULT_CROP_MM,
     skip_bad: bool = False,
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Model inputs (N, 3, H, W) for the subjects, their ids, and the problems of skipped ones."""
+    """Model inputs (N, 3, H, W) for the subjects, their ids, and the problems of skipped ones.
+
+    Raw images go through the importer's own `prepare_subject`, so a subject reads and
+    becomes model input exactly as it would in `ctrip cohort import`."""
     from ctrip.io.errors import GeometryError, UnreadableFileError
-    from ctrip.io.images import read_localizer
-    from ctrip.io.preprocess import localizer_input
+    from ctrip.io.importer import ImportSettings, SubjectDropped, prepare_subject
 
     if len(subjects) > 1 and (mask or box):
         raise ValueError("--mask and --heart-box describe one subject; give a single localizer")
@@ -203,39 +259,29 @@ def prepare_inputs(
         raise ValueError(
             f"the checkpoint expects input {input_shape}, not a (3, H, H) localizer stack"
         )
+    settings = ImportSettings(modalities=("localizer",), image_size=size, crop_mm=crop_mm)
     ids, inputs, problems = [], [], []
-    for subject_id, path in subjects:
+    for subject in subjects:
+        path = subject.files["localizer"]
+        if mask:
+            subject = replace(subject, masks={**subject.masks, "localizer": Path(mask)})
+        if box:
+            subject = replace(subject, boxes={**subject.boxes, "localizer": box})
         try:
             if preprocessed:
                 array = _load_preprocessed(path, input_shape)
-                names = (
-                    [subject_id]
-                    if array.shape[0] == 1
-                    else [f"{subject_id}_{i}" for i in range(len(array))]
-                )
             else:
-                stack = read_localizer(path)
-                mask_pixels = read_localizer(mask).pixels if mask else None
-                array = localizer_input(stack, size, mask=mask_pixels, box=box, crop_mm=crop_mm)[
-                    None
-                ]
-                names = [subject_id]
+                try:
+                    array = prepare_subject(subject, settings)["localizer"][None]
+                except SubjectDropped as drop:
+                    kind = GeometryError if drop.reason == "wrong geometry" else UnreadableFileError
+                    raise kind(drop.detail) from drop
         except (UnreadableFileError, GeometryError) as err:
             if not skip_bad or len(subjects) == 1:
                 raise
-            problems.append(f"{subject_id}: {err}")
+            problems.append(f"{subject.id}: {err}")
             continue
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as err:  # any reader failure is this file's problem, named
-            problem = UnreadableFileError(
-                f"{path}: cannot be read ({type(err).__name__}: {' '.join(str(err).split())})"
-            )
-            if not skip_bad or len(subjects) == 1:
-                raise problem from err
-            problems.append(f"{subject_id}: {problem}")
-            continue
-        ids += names
+        ids += [subject.id] if len(array) == 1 else [f"{subject.id}_{i}" for i in range(len(array))]
         inputs.append(array)
     if not inputs:
         raise ValueError("no subject could be read:\n  " + "\n  ".join(problems))
@@ -243,10 +289,11 @@ def prepare_inputs(
 
 
 def _load_preprocessed(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    from ctrip.io.errors import GeometryError, UnreadableFileError
+    from ctrip.io.errors import GeometryError, UnreadableFileError, check_regular_file
 
     if path.suffix.lower() != ".npy":
         raise UnreadableFileError(f"{path}: --preprocessed takes .npy arrays")
+    check_regular_file(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -405,8 +452,43 @@ def conformal_intervals(ckpt: dict[str, Any], level: float, path: str | Path) ->
     missing = [cp for cp in CP_NAMES if cp not in residuals]
     if missing:
         raise ValueError(f"{path}: field calibration.residuals lacks {missing}")
+    for cp in CP_NAMES:
+        values = residuals[cp]
+        if not (isinstance(values, list | tuple) and values and all(
+            isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )):  # fmt: skip
+            shown = repr(values) if len(repr(values)) < 40 else f"a {type(values).__name__}"
+            raise ValueError(
+                f"{path}: field calibration.residuals.{cp} is {shown}, not a list of finite numbers"
+            )
+    counts = sorted({len(residuals[cp]) for cp in CP_NAMES})
+    if len(counts) > 1:
+        raise ValueError(
+            f"{path}: field calibration.residuals holds {counts[0]} to {counts[-1]} values per "
+            "phenotype; each holds one per calibration subject"
+        )
+    needed = calibration_size_needed(level)
+    if counts[0] < needed:
+        n = counts[0]
+        print(f"warning: {path}: no {level:.0%} intervals: split conformal needs at least "
+              f"{needed} calibration subjects for that level and this checkpoint has {n} (they "
+              f"allow --level {math.floor(100 * n / (n + 1)) / 100:g} at most); predictions "
+              "without intervals", file=sys.stderr)  # fmt: skip
+        return None
     frame = pd.DataFrame({f"{cp}_pred": residuals[cp] for cp in CP_NAMES})
     for cp in CP_NAMES:
         frame[f"{cp}_ref"] = 0.0
     frame["split"] = calibration.get("split", "val")
     return fit_conformal(frame, level=level, split=None)
+
+
+def calibration_size_needed(level: float) -> int:
+    """The fewest calibration subjects for which split-conformal intervals at `level` are
+    finite, by the rule `conformal_quantile` applies (k = ceil((n + 1) level) <= n, so about
+    level / (1 - level): 9 for 90%, 19 for 95%)."""
+    from ctrip.analysis.screening import conformal_quantile
+
+    n = max(1, math.floor(level / (1.0 - level)) - 1)  # at most the answer
+    while not math.isfinite(conformal_quantile(np.zeros(n), level)):
+        n += 1
+    return n

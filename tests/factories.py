@@ -70,3 +70,18 @@ def make_tiny_cohort(path: Path, n: int = 40, seed: int = 0, **kwargs) -> Path:
         ecg_sampling_rate_hz=20.0,
         **kwargs,
     )
+
+
+def train_tiny_localizer_model(root: Path) -> tuple[Path, Path]:
+    """A Stage III localizer checkpoint trained for one epoch on a tiny cohort (seconds), and
+    that cohort: (checkpoint, cohort folder), both under `root`."""
+    from ctrip.stages.config import make_config
+    from ctrip.stages.train import run_stage3
+
+    cohort = make_tiny_cohort(root / "cohort", n=24)
+    config = make_config(
+        "smoke",
+        {"models": {"localizer": {"patch_size": 8}}, "stage3": {"max_epochs": 1, "batch_size": 8},
+         "trainer": {"enable_progress_bar": False, "accelerator": "cpu"}},
+    )  # fmt: skip
+    return run_stage3(cohort, "localizer", None, config, root / "run").checkpoint, cohort

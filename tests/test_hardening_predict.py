@@ -12,6 +12,7 @@ import torch
 
 from ctrip.cli import main
 from ctrip.io.errors import GeometryError, UnreadableFileError
+from ctrip.io.importer import SubjectFiles
 from ctrip.predict import check_checkpoint, checkpoint_error, prepare_inputs
 
 SHAPE = (3, 16, 16)
@@ -103,7 +104,7 @@ def _npy(path: Path, values) -> Path:
 
 
 def _one(path: Path, **kwargs):
-    return prepare_inputs([(path.stem, path)], SHAPE, **kwargs)
+    return prepare_inputs([SubjectFiles(path.stem, {"localizer": path})], SHAPE, **kwargs)
 
 
 def test_raw_images_too_small_or_with_nan_are_named(tmp_path: Path) -> None:
@@ -145,7 +146,8 @@ def test_skip_bad_skips_empty_and_broken_files_by_name(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     truncated = tmp_path / "trunc.npy"
     truncated.write_bytes(good.read_bytes()[:200])
-    subjects = [("empty", empty), ("good", good), ("trunc", truncated)]
+    subjects = [SubjectFiles(name, {"localizer": file})
+                for name, file in (("empty", empty), ("good", good), ("trunc", truncated))]  # fmt: skip
     with pytest.warns(UserWarning, match="centred crop"):
         ids, inputs, problems = prepare_inputs(subjects, SHAPE, skip_bad=True)
     assert ids == ["good"] and inputs.shape == (1, *SHAPE)

@@ -18,7 +18,7 @@ from ctrip.cli import main
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES, CP_UNITS, LOCALIZER_FOV_MM
 from ctrip.predict import find_subjects, training_crop_mm
-from tests.factories import make_tiny_cohort
+from tests.factories import train_tiny_localizer_model
 from tests.test_io_images import CT_STACK
 
 NIFTI = Path(data_path)
@@ -26,17 +26,7 @@ NIFTI = Path(data_path)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from ctrip.stages.config import make_config
-    from ctrip.stages.train import run_stage3
-
-    root = tmp_path_factory.mktemp("predict")
-    cohort = make_tiny_cohort(root / "cohort", n=24)
-    config = make_config(
-        "smoke",
-        {"models": {"localizer": {"patch_size": 8}}, "stage3": {"max_epochs": 1, "batch_size": 8},
-         "trainer": {"enable_progress_bar": False, "accelerator": "cpu"}},
-    )  # fmt: skip
-    return run_stage3(cohort, "localizer", None, config, root / "run").checkpoint, cohort
+    return train_tiny_localizer_model(tmp_path_factory.mktemp("predict"))
 
 
 def predict(*args: str) -> int:
@@ -86,8 +76,10 @@ def test_predict_a_batch_folder_as_json(trained, tmp_path: Path) -> None:
     batch.mkdir()
     shutil.copytree(CT_STACK, batch / "ct")
     shutil.copy(NIFTI / "anatomical.nii", batch / "anat.nii")
-    assert [s for s, _ in find_subjects(batch)] == ["anat", "ct"]
-    assert find_subjects(batch / "ct") == [("ct", batch / "ct")]
+    assert [s.id for s in find_subjects(batch)] == ["anat", "ct"]
+    assert [(s.id, s.files) for s in find_subjects(batch / "ct")] == [
+        ("ct", {"localizer": batch / "ct"})
+    ]
     out = tmp_path / "cps.json"
     assert (
         predict("--checkpoint", str(checkpoint), "--localizer", str(batch), "--out", str(out)) == 0

@@ -23,13 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from ctrip.data.schema import LEADS
-from ctrip.io.errors import GeometryError, UnreadableFileError
+from ctrip.io.errors import GeometryError, UnreadableFileError, check_regular_file
 
 ECG_SUFFIXES: tuple[str, ...] = (".xml", ".hea", ".dcm")
 ECG_RATE_RANGE_HZ = (50.0, 20_000.0)
-MAX_ECG_FILE_BYTES = (
-    64 << 20
-)  # a 10 s 12-lead XML is ~0.5 MB; refuse what would fill memory  # a resting 12-lead ECG is recorded at 250-1000 Hz
+# A resting 12-lead ECG is recorded at 250-1000 Hz.
+MAX_ECG_FILE_BYTES = 64 << 20  # a 10 s 12-lead XML is ~0.5 MB; refuse what would fill memory
+# Bits per sample of the uncompressed WFDB signal formats (WFDB "header" specification); the
+# FLAC formats 508, 516 and 524 have no fixed size.
+WFDB_FORMAT_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
+                    "212": 12, "310": 10, "311": 10}  # fmt: skip
 _TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 _LEAD_BY_KEY = {lead.lower(): lead for lead in LEADS}
 
@@ -57,7 +60,7 @@ def lead_name(label: str) -> str | None:
 
 def read_cardiosoft_xml(path: str | Path) -> EcgRecord:
     """Read the rhythm strips of a GE CardioSoft XML resting ECG (UK Biobank field 20205)."""
-    path = Path(path)
+    path = _check_ecg_file(Path(path))
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as err:
@@ -124,6 +127,7 @@ def read_wfdb(path: str | Path) -> EcgRecord:
 
     path = Path(path)
     record_path = path.with_suffix("") if path.suffix == ".hea" else path
+    check_wfdb_files(record_path.with_name(record_path.name + ".hea"))
     try:
         record = wfdb.rdrecord(str(record_path))
     except Exception as err:  # wfdb raises many kinds (ValueError, OSError, IndexError ...)
@@ -140,6 +144,60 @@ def read_wfdb(path: str | Path) -> EcgRecord:
     return EcgRecord(
         signal=signal, fs=float(record.fs), leads=list(record.sig_name), source=str(path)
     )
+
+
+def check_wfdb_files(header: Path) -> None:
+    """Refuse, before reading any sample, a WFDB record whose header or signal files are not
+    regular files, or whose header claims more samples than its signal files hold (a header
+    can say 2x10^7 samples of a `.dat` that is a link to `/dev/zero`)."""
+    import wfdb
+
+    _check_ecg_file(header)
+    try:
+        record = wfdb.rdheader(str(header.with_suffix("")))
+    except Exception as err:  # wfdb raises many kinds (ValueError, OSError, IndexError ...)
+        raise UnreadableFileError(f"{header}: not a readable WFDB header ({err})") from err
+    if isinstance(record, wfdb.MultiRecord):
+        raise UnreadableFileError(f"{header}: a multi-segment WFDB record; not supported")
+    n_signals = record.n_sig or 0
+    frames = record.samps_per_frame or [1] * n_signals
+    offsets = record.byte_offset or [None] * n_signals
+    length = record.sig_len
+    if length is not None and length * sum(frames) * 8 > MAX_ECG_FILE_BYTES:
+        raise UnreadableFileError(
+            f"{header}: the header says {length} samples of {n_signals} signals, above the "
+            f"{MAX_ECG_FILE_BYTES >> 20} MiB a resting ECG can take in memory; refused"
+        )
+    needed: dict[str, float] = {}
+    for name, fmt, per_frame, offset in zip(record.file_name or [], record.fmt or [],
+                                            frames, offsets):  # fmt: skip
+        if Path(name).name != name:
+            raise UnreadableFileError(
+                f"{header}: signal file {name!r} lies outside the record's folder; refused"
+            )
+        bits = WFDB_FORMAT_BITS.get(str(fmt))
+        if length is not None and bits is not None:
+            needed[name] = needed.get(name, float(offset or 0)) + length * per_frame * bits / 8
+        else:
+            needed.setdefault(name, 0.0)
+    for name, size in needed.items():
+        file = _check_ecg_file(header.parent / name)
+        if file.stat().st_size < int(size):
+            raise UnreadableFileError(
+                f"{file}: {file.stat().st_size} bytes, but {header.name} says {length} samples "
+                f"of {n_signals} signals ({int(size)} bytes); refused"
+            )
+
+
+def _check_ecg_file(path: Path) -> Path:
+    """`path` when it is a regular file of at most `MAX_ECG_FILE_BYTES`."""
+    size = check_regular_file(path).stat().st_size
+    if size > MAX_ECG_FILE_BYTES:
+        raise UnreadableFileError(
+            f"{path}: {size >> 20} MiB, far more than a resting ECG "
+            f"(limit {MAX_ECG_FILE_BYTES >> 20} MiB); refused"
+        )
+    return path
 
 
 def write_wfdb(path: str | Path, record: EcgRecord) -> Path:
@@ -165,7 +223,7 @@ def read_dicom_ecg(path: str | Path) -> EcgRecord:
     """Read a DICOM waveform ECG (12-lead ECG Waveform Storage): its longest multiplex group."""
     import pydicom
 
-    path = Path(path)
+    path = _check_ecg_file(Path(path))
     try:
         ds = pydicom.dcmread(path)
         groups = ds.WaveformSequence
@@ -197,12 +255,6 @@ def read_ecg(path: str | Path) -> EcgRecord:
     path = Path(path)
     if not path.exists() and not path.with_suffix(".hea").exists():
         raise UnreadableFileError(f"{path}: no such file")
-    for part in (path, path.with_suffix(".dat")):
-        if part.is_file() and part.stat().st_size > MAX_ECG_FILE_BYTES:
-            raise UnreadableFileError(
-                f"{part}: {part.stat().st_size >> 20} MiB, far more than a resting ECG "
-                f"(limit {MAX_ECG_FILE_BYTES >> 20} MiB); refused"
-            )
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return read_cardiosoft_xml(path)

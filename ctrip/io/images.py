@@ -21,14 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ctrip.io.errors import GeometryError, UnreadableFileError
+from ctrip.io.errors import GeometryError, UnreadableFileError, check_regular_file
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 IMAGE_SUFFIXES: tuple[str, ...] = (*NIFTI_SUFFIXES, ".npy", ".zip", ".dcm")
 # Archive and volume limits: a small file must not unpack into gigabytes (a zip bomb).
 MAX_ARCHIVE_MEMBERS = 20_000  # a localizer or cine exam holds hundreds of images
 MAX_MEMBER_BYTES = 64 << 20  # one uncompressed DICOM image; a 1024x1024 16-bit slice is 2 MiB
+# All the images of one exam (archive or folder) together: a localizer series or a cine zip is
+# tens of MiB (UK Biobank's short-axis cine zips 30-60 MiB); decoded to float32 beside the
+# datasets, 256 MiB of files already needs about 1.5 GiB.
+MAX_EXAM_BYTES = 256 << 20
 MAX_VOLUME_BYTES = 2 << 30  # one decoded NIfTI volume or .npy array
+# In-plane pixel spacing an MR image can have: clinical localizers and cines have 0.5-5 mm
+# pixels; below 0.1 mm is microscopy, above 10 mm a 256-pixel image would span 2.5 m. Beyond
+# these, a fixed-mm crop becomes a pad of tens of thousands of pixels (0.01 mm: 14,000 for
+# 140 mm, gigabytes), so such a header is refused as damaged.
+PIXEL_SPACING_RANGE_MM = (0.1, 10.0)
 TRANSVERSE_MIN_COS = np.cos(
     np.deg2rad(45.0)
 )  # oblique-transverse: normal within 45 deg of head-foot
@@ -96,9 +105,14 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
             )
         for file in files:
             _check_file_size(file)
+        total = sum(file.stat().st_size for file in files)
+        if total > MAX_EXAM_BYTES:
+            raise UnreadableFileError(_exam_too_big(path, f"holds {total >> 20} MiB of files"))
+        for file in files:
             if (ds := read(str(file), file)) is not None:
                 found.append((str(file), ds))
     elif path.suffix.lower() == ".zip":
+        check_regular_file(path)
         try:
             with zipfile.ZipFile(path) as archive:
                 members = [m for m in archive.infolist() if not m.is_dir()]
@@ -106,6 +120,13 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
                     raise UnreadableFileError(
                         f"{path}: {len(members)} files in the archive, more than the "
                         f"{MAX_ARCHIVE_MEMBERS} an imaging exam holds; refused"
+                    )
+                # zipfile never returns more than a member's declared size (more fails its
+                # CRC check), so the directory's sizes bound what would be read
+                declared = sum(m.file_size for m in members)
+                if declared > MAX_EXAM_BYTES:
+                    raise UnreadableFileError(
+                        _exam_too_big(path, f"unpacks to {declared >> 20} MiB (a zip bomb?)")
                     )
                 for member in sorted(members, key=lambda m: m.filename):
                     name = f"{path}:{member.filename}"
@@ -116,9 +137,7 @@ def _dicom_files(path: Path) -> list[tuple[str, object]]:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as err:
             raise UnreadableFileError(f"{path}: not a readable zip archive ({err})") from err
     else:
-        if not path.exists():
-            raise UnreadableFileError(f"{path}: no such file")
-        _check_file_size(path)
+        _check_file_size(check_regular_file(path))
         ds = read(str(path), path)
         if ds is None:
             raise UnreadableFileError(f"{path}: not a DICOM image")
@@ -134,6 +153,13 @@ def _check_file_size(file: Path) -> None:
             f"{file}: {file.stat().st_size >> 20} MiB, far more than one DICOM image "
             f"(limit {MAX_MEMBER_BYTES >> 20} MiB); refused"
         )
+
+
+def _exam_too_big(path: Path, what: str) -> str:
+    return (
+        f"{path}: {what}; one imaging exam holds far less (limit {MAX_EXAM_BYTES >> 20} MiB); "
+        "refused"
+    )
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> bytes:
@@ -175,12 +201,31 @@ def _dicom_slice(name: str, ds) -> _DicomSlice:
         normal /= np.linalg.norm(normal)
         offset = float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)))
     if "PixelSpacing" in ds:
-        spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+        try:
+            spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+        except (TypeError, ValueError, IndexError) as err:
+            raise UnreadableFileError(
+                f"{name}: PixelSpacing {ds.PixelSpacing!r} is not two numbers"
+            ) from err
+        check_spacing(spacing, name, "PixelSpacing")
     time = ds.get("TriggerTime")
     time = float(time) if time not in (None, "") else float(ds.get("InstanceNumber", 0) or 0)
     return _DicomSlice(
         name, pixels, str(ds.get("SeriesInstanceUID", "")), normal, offset, spacing, time
     )
+
+
+def check_spacing(spacing: tuple[float, float], source: str, field: str) -> tuple[float, float]:
+    """`spacing` (row, column mm) when both lie in `PIXEL_SPACING_RANGE_MM`, else a
+    `GeometryError` naming `source` and the header `field`, before any pixel is cropped."""
+    low, high = PIXEL_SPACING_RANGE_MM
+    if not all(low <= value <= high for value in spacing):  # also refuses NaN
+        shown = ", ".join(f"{value:g}" for value in spacing)
+        raise GeometryError(
+            f"{source}: {field} of {shown} mm is not a plausible MR pixel spacing "
+            f"({low:g}-{high:g} mm); refused"
+        )
+    return spacing
 
 
 def plane_name(normal: np.ndarray) -> str:
@@ -257,19 +302,30 @@ def read_dicom_cine(path: str | Path) -> CineStack:
     return CineStack(np.stack(stack), slices[0].spacing, str(path))
 
 
-def _load_nifti(path: Path):
+def _open_nifti(path: Path):
+    """A NIfTI image with its header read and its size checked; no voxel is read yet."""
     import nibabel as nib
 
+    check_regular_file(path)
     try:
         image = nib.load(str(path))
     except Exception as err:
         raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
     _check_volume_size(path, image.shape)
+    return image
+
+
+def _nifti_voxels(image, path: Path) -> np.ndarray:
     try:
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        return np.asarray(image.dataobj, dtype=np.float32)
     except Exception as err:
         raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
-    return image, data
+
+
+def _nifti_spacing(image, path: Path) -> tuple[float, float]:
+    """(row, column) mm of a volume whose first two voxel axes are in-plane, checked."""
+    zooms = image.header.get_zooms()
+    return check_spacing((float(zooms[1]), float(zooms[0])), str(path), "pixdim (voxel size)")
 
 
 def _check_volume_size(path: Path, shape: tuple[int, ...]) -> None:
@@ -286,7 +342,7 @@ def read_nifti_localizer(path: str | Path) -> SliceStack:
     import nibabel as nib
 
     path = Path(path)
-    image, _ = _load_nifti(path)
+    image = _open_nifti(path)
     codes = nib.aff2axcodes(image.affine)
     if len([d for d in image.shape if d != 1]) != 3:
         raise GeometryError(f"{path}: a localizer must be a 3D volume, this one is {image.shape}")
@@ -295,34 +351,35 @@ def read_nifti_localizer(path: str | Path) -> SliceStack:
             f"{path}: the slices are not transverse (voxel axes {''.join(codes)}; the third "
             "axis must run head-foot)"
         )
-    canonical = nib.as_closest_canonical(image)  # voxel axes point Right, Anterior, Superior
-    data = np.squeeze(np.asarray(canonical.dataobj, dtype=np.float32))
-    zooms = canonical.header.get_zooms()
+    _nifti_spacing(image, path)  # before any voxel is read
+    try:
+        canonical = nib.as_closest_canonical(image)  # voxel axes point Right, Anterior, Superior
+    except Exception as err:
+        raise UnreadableFileError(f"{path}: not a readable NIfTI image ({err})") from err
+    data = np.squeeze(_nifti_voxels(canonical, path))
     # canonical voxel (x, y, z) -> row goes posterior, column goes to the patient's left,
     # slices run head to foot.
     pixels = np.ascontiguousarray(data[::-1, ::-1, ::-1].transpose(2, 1, 0))
     z_index = np.arange(data.shape[2])[::-1]
     positions = canonical.affine[2, 2] * z_index + canonical.affine[2, 3]
-    return SliceStack(pixels, (float(zooms[1]), float(zooms[0])), positions, str(path))
+    return SliceStack(pixels, _nifti_spacing(canonical, path), positions, str(path))
 
 
 def read_nifti_cine(path: str | Path) -> CineStack:
     """A 4D NIfTI cine (X, Y, Z, T) as (Z, T, H, W) with rows along Y."""
     path = Path(path)
-    image, data = _load_nifti(path)
-    if data.ndim != 4:
+    image = _open_nifti(path)
+    if len(image.shape) != 4:
         raise GeometryError(
-            f"{path}: a cine must be a 4D volume (X, Y, Z, T), this one is {data.shape}"
+            f"{path}: a cine must be a 4D volume (X, Y, Z, T), this one is {image.shape}"
         )
-    zooms = image.header.get_zooms()
-    return CineStack(
-        np.ascontiguousarray(data.transpose(2, 3, 1, 0)),
-        (float(zooms[1]), float(zooms[0])),
-        str(path),
-    )
+    spacing = _nifti_spacing(image, path)
+    data = _nifti_voxels(image, path)
+    return CineStack(np.ascontiguousarray(data.transpose(2, 3, 1, 0)), spacing, str(path))
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    check_regular_file(path)
     try:
         header = np.load(path, mmap_mode="r", allow_pickle=False)
         _check_volume_size(path, header.shape)

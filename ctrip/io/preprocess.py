@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +38,7 @@ DEFAULT_CROP_MM = LOCALIZER_FOV_MM
 BOX_MARGIN = 1.2  # the crop is the heart box enlarged by 20%, made square
 PERCENTILES = (1.0, 99.0)
 MIN_IMAGE_SIDE = 16  # pixels: a smaller slice carries no heart to crop (1x1, 2x2 "images")
+MAX_CROP_PIXELS = 4096  # the crop's side before resizing; the largest image size a cohort takes
 
 
 class CentredCropWarning(UserWarning):
@@ -59,13 +61,19 @@ def expected_localizer_input(size: int, crop_mm: float = LOCALIZER_FOV_MM) -> st
 def localizer_field_of_view_mm(manifest: dict) -> float:
     """The localizer field of view (mm) a cohort was made with, from its manifest: the
     simulator's recipe or the importer's preprocessing settings (`LOCALIZER_FOV_MM` if neither
-    says; cohorts made before the field was recorded)."""
-    recipe = (manifest.get("recipe") or {}).get("localizer") or {}
-    if recipe.get("field_of_view_mm"):
-        return float(recipe["field_of_view_mm"])
-    preprocessing = (manifest.get("provenance") or {}).get("preprocessing") or {}
-    if preprocessing.get("crop_mm"):
-        return float(preprocessing["crop_mm"])
+    says; cohorts made before the field was recorded). A field of another type or a size
+    outside 10-2000 mm is a `ValueError` naming the field."""
+    for path in (("recipe", "localizer", "field_of_view_mm"), ("provenance", "preprocessing", "crop_mm")):  # fmt: skip
+        value: Any = manifest
+        for depth, key in enumerate(path):
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"field {'.'.join(path[:depth])} is not a mapping")
+            value = (value or {}).get(key)
+        if value:
+            size = float(value) if isinstance(value, int | float) else float("nan")
+            if not 10.0 <= size <= 2000.0:  # also NaN, text, a list
+                raise ValueError(f"field {'.'.join(path)} is {value!r}, not a size of 10-2000 mm")
+            return size
     return LOCALIZER_FOV_MM
 
 
@@ -212,6 +220,12 @@ def localizer_input(
     (3, size, size) in [0, 1] at crop_mm / size mm per pixel."""
     pixels = stack.pixels
     check_pixels(pixels, stack.source)
+    side = crop_mm / min(stack.spacing or (1.0, 1.0))
+    if not side <= MAX_CROP_PIXELS:  # checked before the crop's padding is allocated
+        raise GeometryError(
+            f"{stack.source}: a {crop_mm:g} mm crop at {stack.spacing or 1} mm per pixel is "
+            f"{side:.0f} pixels wide, above {MAX_CROP_PIXELS}; refused"
+        )
     if stack.spacing is None:
         warnings.warn(
             f"{stack.source}: unknown pixel spacing; the {crop_mm:g} mm crop is taken as "

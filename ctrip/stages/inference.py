@@ -23,7 +23,7 @@ from ctrip.data.cohort import Cohort
 from ctrip.data.dataset import CohortDataset, NormalizationStats
 from ctrip.data.schema import CP_NAMES
 from ctrip.models import Encoder, RegressionHead
-from ctrip.stages.checkpoint import _load_state, encoder_from, projection_from, read_checkpoint
+from ctrip.stages.checkpoint import build_checked, encoder_from, projection_from, read_checkpoint
 from ctrip.stages.inputs import modality_input
 
 # Subjects per batch: a ViT's activations for 64 stay in the CPU's caches, those for 256 do not
@@ -67,11 +67,21 @@ def load_regressor(checkpoint: str | Path) -> CPRegressor:
     """The Stage III model of a checkpoint, for `predict_cps` on new subjects."""
     ckpt = read_checkpoint(checkpoint, kinds=("stage3",))
     encoder = encoder_from(ckpt, ckpt["modality"], checkpoint)
-    spec = ckpt["head"]["spec"]
-    head = RegressionHead(spec["in_dim"], spec["out_dim"], spec["hidden"], spec["dropout"])
-    _load_state(head, ckpt["head"]["state_dict"], Path(checkpoint), "regression head")
+    head_entry = ckpt["head"] if isinstance(ckpt["head"], dict) else {}
+    spec = head_entry.get("spec")
+    head = build_checked(
+        lambda: RegressionHead(spec["in_dim"], spec["out_dim"], spec["hidden"], spec["dropout"]),
+        _head_layout, spec, head_entry.get("state_dict"), checkpoint, "head.spec",
+    )  # fmt: skip
     stats = NormalizationStats.from_dict(ckpt["stats"])
     return CPRegressor(encoder, head, ckpt["modality"], stats).eval()
+
+
+def _head_layout(spec: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Stored weight shapes of a `RegressionHead` (BatchNorm, then three linears)."""
+    (h1, h2), n_in, n_out = spec["hidden"], spec["in_dim"], spec["out_dim"]
+    return {"0.weight": (n_in,), "1.weight": (h1, n_in), "4.weight": (h2, h1),
+            "6.weight": (n_out, h2)}  # fmt: skip
 
 
 @torch.no_grad()
