@@ -170,3 +170,92 @@ def test_constant_missing_and_extreme_columns_are_warned_by_name(tiny_cohort: Pa
     assert "missing values" in said and "smoking_years (40)" in said and "heart_rate (" in said
     assert main(["cohort", "validate", str(tiny_cohort)]) == 0
     assert "warning: subjects.parquet: field troponin" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the book's generated text
+
+
+def test_the_left_out_note_names_each_method_and_why():
+    from ctrip.pipeline.book import left_out_markdown
+
+    assert left_out_markdown({}) == ""
+    note = left_out_markdown({"CMR_sup": "the cohort has no cmr", "L+E+Tp": "no variant Tp"})
+    assert note.startswith("*Left out of every table and figure of this book")
+    assert "CMR_sup (the cohort has no cmr); L+E+Tp (no variant Tp)" in note
+
+
+def _screening_files(folder: Path, screening: pd.DataFrame, counts: pd.DataFrame) -> None:
+    rows = [{"method": "L_sup", "fraction": 1.0, "level": 0.9, "cp": cp, "coverage": 1.0,
+             "ci_low": 0.5, "ci_high": 1.0} for cp in CP_NAMES]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "coverage.csv", index=False)
+    counts.to_csv(folder / "abnormal_counts.csv", index=False)
+    screening.to_csv(folder / "screening.csv", index=False)
+
+
+def test_table_8_says_not_estimable_with_the_reason(tmp_path: Path):
+    from ctrip.pipeline.book import screening_markdown
+
+    pred, subjects = cohort_frames(n=6)
+    pred["LVEF_ref"] = pred["LVEF_pred"] = 60.0
+    table, _, _ = screening_over_seeds({"L_sup": _seeded(pred)}, subjects,
+                                       [flag_by_name("reduced_lvef")], n_boot=10)  # fmt: skip
+    counts = pd.DataFrame([{"flag": "reduced_lvef", "label": "LVEF < 50%", "split": "test",
+                            "n": 6, "n_abnormal": 0, "prevalence": 0.0}])  # fmt: skip
+    _screening_files(tmp_path, table, counts)
+    parts = screening_markdown(tmp_path, {"L_sup": "L_sup"})
+    assert (
+        "| LVEF < 50% | L_sup | not estimable (test split: screening needs both"
+        in parts["screening"]
+    )
+
+
+def test_the_screening_page_with_no_flags_says_so(tmp_path: Path):
+    from ctrip.analysis.screening import abnormal_counts
+    from ctrip.pipeline.book import screening_markdown
+
+    pred, subjects = cohort_frames(n=6)
+    table, _, _ = screening_over_seeds({"L_sup": _seeded(pred)}, subjects, [])
+    counts = abnormal_counts(subjects.assign(split="test"), [], by="split")
+    assert list(counts.columns) == ["flag", "label", "split", "n", "n_abnormal", "prevalence"]
+    _screening_files(tmp_path, table, counts)
+    parts = screening_markdown(tmp_path, {"L_sup": "L_sup"})
+    assert "No screening flag chosen" in parts["counts"]
+    assert "none chosen (screening.flags is empty)" in parts["screening"]
+
+
+def test_the_summary_says_r_is_not_estimable_for_a_constant_reference():
+    from ctrip.pipeline.book import summary_markdown
+
+    row = {"LVEF_md": 0.5, "LVEF_loa_low": -1.0, "LVEF_loa_high": 2.0, "LVEF_r": np.nan}
+    table = pd.DataFrame([{"method": m, **row} for m in ("L_sup", "L+E+T")])
+    curves = pd.DataFrame([{"method": m, "cp": "LVEF", "fraction": 1.0, "r": np.nan}
+                           for m in ("L_sup", "L+E+T")])  # fmt: skip
+    text = summary_markdown(table, curves, {"L_sup": "L_sup", "L+E+T": "C-TRIP"}, ["LVEF"],
+                            "L_sup", "L+E+T")  # fmt: skip
+    assert "Pearson r not estimable (the reference does not vary on the test split)" in text
+
+
+# ------------------------------------------------------------------ the example study
+
+
+def test_the_template_study_imports_and_validates_cleanly(tmp_path: Path, capsys):
+    from ctrip.io.template import write_generic_template
+
+    table = write_generic_template(tmp_path / "study", n_subjects=6, seed=3)
+    again = write_generic_template(tmp_path / "again", n_subjects=6, seed=3)
+    assert table.read_bytes() == again.read_bytes()  # the seed decides every value
+    assert (tmp_path / "study" / "T001" / "localizer" / "IM0000.dcm").read_bytes() == (
+        tmp_path / "again" / "T001" / "localizer" / "IM0000.dcm"
+    ).read_bytes()
+    out = tmp_path / "cohort"
+    assert main(["cohort", "import", "generic", "--root", str(tmp_path / "study"), "--out",
+                 str(out), "--profile", "smoke", "--no-progress"]) == 0  # fmt: skip
+    report = (out / "import_report.txt").read_text()
+    assert "imported 6 subject(s); dropped 0" in report
+    assert "T001" not in report.split("warnings:")[-1]  # its heart mask places the crop
+    capsys.readouterr()
+    assert main(["cohort", "validate", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "problem" not in err and "constant" not in err and "extreme" not in err
+    assert main(["cohort", "template", "generic", str(tmp_path / "study")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
