@@ -259,3 +259,15 @@ def test_the_template_study_imports_and_validates_cleanly(tmp_path: Path, capsys
     assert "problem" not in err and "constant" not in err and "extreme" not in err
     assert main(["cohort", "template", "generic", str(tmp_path / "study")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_coverage_from_a_too_small_validation_split_is_not_estimable(tmp_path: Path):
+    from ctrip.pipeline.book import screening_markdown
+
+    counts = pd.DataFrame(columns=["flag", "label", "split", "n", "n_abnormal", "prevalence"])
+    _screening_files(tmp_path, pd.DataFrame(columns=["method", "flag", "label"]), counts)
+    coverage = pd.read_csv(tmp_path / "coverage.csv").assign(mean_width=np.inf)
+    coverage.to_csv(tmp_path / "coverage.csv", index=False)
+    facts = screening_markdown(tmp_path, {"L_sup": "L_sup"})["facts"]
+    assert "Coverage not estimable for L_sup: their 90% intervals are infinite" in facts
+    assert "at least 9 calibration subjects" in facts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -512,6 +513,16 @@ def screening_markdown(results_dir: Path, labels: dict[str, str],
         f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
         f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
     )
+    widths = top["mean_width"] if "mean_width" in top else pd.Series(1.0, index=top.index)
+    infinite = top[~np.isfinite(widths.astype(float))]
+    if len(infinite):  # a validation split too small for the level: whole-line intervals
+        need = math.ceil(level / (1 - level) - 1e-9)
+        who = ", ".join(dict.fromkeys(labels.get(m, m) for m in infinite["method"]))
+        parts["facts"] = (
+            f"- Coverage not estimable for {who}: their {level:.0%} intervals are infinite, "
+            f"because the validation split is too small for that level (split-conformal needs "
+            f"at least {need} calibration subjects), so a coverage of 1 says nothing.\n"
+        ) + parts["facts"]
     for method in coverage_methods:  # the rows the coverage criterion is judged on
         own = top[top["method"] == method]
         if own.empty:
