@@ -16,10 +16,13 @@ missing values, and loads in milliseconds; `pandas.read_parquet` opens it in any
 `Cohort.open` makes the cheap checks every time (manifest fields, every file present as a
 regular file inside the cohort folder, shapes, dtypes and row counts against the manifest, the
 table's sha256 and its contents); `Cohort.validate` (or `open(..., full=True)`) also reads the
-arrays: sha256 of every file, NaN/inf, image and ECG scale, and the physiological plausibility
-of the table (`ctrip.data.plausibility`). Writers, importers and `ctrip cohort validate` run
-the full check. Every problem is a `CohortError` that names the file, the subject and the field;
-plausible-but-rare values become `Cohort.warnings`.
+arrays: sha256 of every file, NaN/inf, image and ECG scale, the physiological plausibility
+of the table (`ctrip.data.plausibility`), the relations between each chamber's CPs (ESV <= EDV,
+SV = EDV - ESV, EF = 100 SV / EDV) and every numeric feature's finiteness. Writers, importers
+and `ctrip cohort validate` run the full check. Every problem is a `CohortError` that names the
+file, the subject and the field; the cheap check stops at the first, the full one lists them
+all in one `CohortProblems` (at most `MAX_LISTED`, then a count). Plausible-but-rare values and
+constant, incomplete or extreme columns become `Cohort.warnings`.
 """
 
 from __future__ import annotations
