@@ -13,6 +13,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("cohort", "validate"), "ctrip.data.command", "validate a cohort folder"),
     (("cohort", "synth"), "ctrip.data.synth.command", "simulate a synthetic cohort"),
     (("cohort", "import"), "ctrip.io.command", "import UK Biobank or other data as a cohort"),
+    (("cohort", "template"), "ctrip.io.template", "write an example study in an import layout"),
     (("predict",), "ctrip.predict", "predict the 18 CPs from localizer images"),
     (("run",), "ctrip.pipeline.command", "run the notebooks of a profile and build the book"),
 ]

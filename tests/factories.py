@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctrip.data.cohort import write_cohort
+from ctrip.data.cohort import with_consistent_chambers, write_cohort
 from ctrip.data.plausibility import CP_RANGES
 from ctrip.data.schema import CP_NAMES
 
@@ -47,7 +47,7 @@ def tiny_table(n: int, seed: int = 0) -> pd.DataFrame:
     for cp in ("LVEF", "RVEF", "LAEF", "RAEF"):
         table[cp] = rng.uniform(35, 75, n)
     table["LVCO"] = rng.uniform(3, 8, n)
-    return table
+    return with_consistent_chambers(table)
 
 
 def tiny_arrays(n: int, seed: int = 0, image: int = 16, ecg_t: int = 200) -> dict[str, np.ndarray]:

@@ -143,8 +143,11 @@ def test_phenotype_participation_z_scores_and_skips_missing_subjects():
     gap = pd.concat([frame, pd.DataFrame({"LVM": [np.nan], "LVEF": [1.0]})], ignore_index=True)
     result = phenotype_participation(gap)
     assert (result["n"], result["n_missing"]) == (8, 1)
-    with pytest.raises(ValueError, match="constant column"):
-        phenotype_participation(frame.assign(LVEF=1.0))
+    # a constant column (a tiny test split's one LVEF) spans no dimension: left out, counted
+    constant = phenotype_participation(frame.drop(columns="LVM_copy").assign(LVEF=1.0))
+    assert constant["participation_ratio"] == pytest.approx(2.0) and constant["n_constant"] == 1
+    with pytest.raises(ValueError, match="every column is constant"):
+        phenotype_participation(frame.assign(LVM=1.0, LVEF=1.0, RVEDV=2.0, LVM_copy=3.0))
     with pytest.raises(ValueError, match="at least 2"):
         phenotype_participation(frame.iloc[:1])
 

@@ -17,7 +17,13 @@ import yaml
 
 import ctrip.data.cohort as cohort_module
 from ctrip.cli import main as cli_main
-from ctrip.data.cohort import Cohort, CohortError, PlausibilityWarning, sha256_of
+from ctrip.data.cohort import (
+    Cohort,
+    CohortError,
+    PlausibilityWarning,
+    sha256_of,
+    with_consistent_chambers,
+)
 from tests.factories import make_tiny_cohort, tiny_arrays
 
 
@@ -168,7 +174,7 @@ def test_impossible_values_are_errors(tiny_cohort: Path, field: str) -> None:
 def test_implausible_values_are_warnings(tiny_cohort: Path, capsys) -> None:
     def odd(table):
         table.loc[2, "LVEF"] = 92.0
-        return table
+        return with_consistent_chambers(table)  # LVESV and LVSV follow the LVEF
 
     _edit_table(tiny_cohort, odd)
     cohort = Cohort.validate(tiny_cohort)

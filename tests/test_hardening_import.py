@@ -17,7 +17,7 @@ from nibabel.testing import data_path
 import ctrip.data.cohort as cohort_module
 import ctrip.io.images as images
 from ctrip.cli import main as cli_main
-from ctrip.data.cohort import Cohort, CohortError
+from ctrip.data.cohort import Cohort, CohortError, with_consistent_chambers
 from ctrip.data.plausibility import CP_RANGES
 from ctrip.data.schema import CP_NAMES, LEADS
 from ctrip.io.ecg import EcgRecord, prepare_ecg, write_cardiosoft_xml
@@ -63,7 +63,7 @@ def _table(ids: list[str]) -> pd.DataFrame:
     for cp in CP_NAMES:
         low, high = CP_RANGES[cp].plausible
         table[cp] = rng.uniform(low + 0.3 * (high - low), high - 0.3 * (high - low), n)
-    return table
+    return with_consistent_chambers(table)  # ESV, SV from EDV and EF, as measured CPs relate
 
 
 def _ecg(fs: float = 100.0) -> EcgRecord:
@@ -139,19 +139,19 @@ def test_bad_files_are_dropped_with_file_and_reason(
 
 
 def test_a_corrupted_work_file_is_prepared_again(root: Path, tmp_path: Path) -> None:
-    _import(root, tmp_path / "c")
+    _import(root, tmp_path / "c", keep_work=True)
     work_file = tmp_path / "c.work" / "subjects" / "G2.npz"
     work_file.write_bytes(b"PK\x03\x04 not a zip any more")
     with pytest.raises(SubjectDropped, match="G2.npz: damaged work file"):
         load_prepared(work_file.parent, "G2", SETTINGS)
-    report = _import(root, tmp_path / "c", overwrite=True)
+    report = _import(root, tmp_path / "c", overwrite=True, keep_work=True)
     assert report.imported == GOOD
     reference = np.asarray(Cohort.open(tmp_path / "c").array("localizer")[1])
     assert np.isfinite(reference).all() and load_prepared(work_file.parent, "G2", SETTINGS)
 
 
 def test_a_damaged_state_file_is_prepared_again(root: Path, tmp_path: Path) -> None:
-    _import(root, tmp_path / "c")
+    _import(root, tmp_path / "c", keep_work=True)
     (tmp_path / "c.work" / "subjects" / "G1.json").write_text("{not json")
     assert _import(root, tmp_path / "c", overwrite=True).imported == GOOD
 

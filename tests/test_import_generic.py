@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 
 import ctrip.io.importer as importer
 from ctrip.cli import main
-from ctrip.data.cohort import Cohort, CohortError
+from ctrip.data.cohort import Cohort, CohortError, with_consistent_chambers
 from ctrip.data.schema import CP_NAMES
 from ctrip.io.ecg import prepare_ecg, read_dicom_ecg, write_cardiosoft_xml, write_wfdb
 from ctrip.io.generic import import_generic
@@ -50,7 +50,7 @@ def subjects_table(ids: list[str]) -> pd.DataFrame:
     for j, cp in enumerate(CP_NAMES):
         table[cp] = rng.normal(50 + j, 5, n).round(2)
     table["LVCO"] = rng.normal(5, 1, n).round(2)  # L/min: 50 would be impossible
-    return table
+    return with_consistent_chambers(table)  # ESV, SV from EDV and EF, as measured CPs relate
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_resume_after_an_interrupted_import(real_root: Path, tmp_path: Path, mon
 
     monkeypatch.setattr(importer, "prepare_subject", counted)
     calls.clear()
-    report = import_generic(real_root, out, SETTINGS, progress=False)
+    report = import_generic(real_root, out, SETTINGS, progress=False, keep_work=True)
     assert calls == ["S04", "S05", "S06", "S09"]  # the first three were not redone
     fresh = import_generic(real_root, tmp_path / "fresh", SETTINGS, progress=False)
     assert report.imported == fresh.imported and report.dropped == fresh.dropped
@@ -181,9 +181,11 @@ def test_resume_after_an_interrupted_import(real_root: Path, tmp_path: Path, mon
 
     # dropped subjects stay dropped on a re-run, unless asked to retry
     calls.clear()
-    import_generic(real_root, out, SETTINGS, progress=False, overwrite=True)
+    import_generic(real_root, out, SETTINGS, progress=False, overwrite=True, keep_work=True)
     assert calls == []
-    import_generic(real_root, out, SETTINGS, progress=False, overwrite=True, retry_dropped=True)
+    import_generic(
+        real_root, out, SETTINGS, progress=False, overwrite=True, retry_dropped=True, keep_work=True
+    )
     assert calls == ["S04", "S05", "S06"]
     with pytest.raises(ValueError, match="other settings .*image_size"):
         other = ImportSettings(("localizer", "ecg"), image_size=24, ecg_sampling_rate_hz=100)

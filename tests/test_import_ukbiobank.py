@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from ctrip.cli import main
-from ctrip.data.cohort import Cohort, CohortError
+from ctrip.data.cohort import Cohort, CohortError, with_consistent_chambers
 from ctrip.data.manifests import ukbiobank_manifest
 from ctrip.data.schema import CP_NAMES, CP_UKB_FIELDS
 from ctrip.io.ecg import read_dicom_ecg, write_cardiosoft_xml
@@ -47,8 +47,10 @@ def showcase_frame() -> pd.DataFrame:
             "22420-2.0": rng.normal(60, 5, n),  # leaking: present in the extract, never read
         }
     )
-    for j, cp in enumerate(CP_NAMES):
-        frame[f"{CP_UKB_FIELDS[cp]}-2.0"] = rng.normal(50 + j, 5, n)
+    cps = pd.DataFrame({cp: rng.normal(50 + j, 5, n) for j, cp in enumerate(CP_NAMES)})
+    cps = with_consistent_chambers(cps)  # ESV, SV from EDV and EF, as measured CPs relate
+    for cp in CP_NAMES:
+        frame[f"{CP_UKB_FIELDS[cp]}-2.0"] = cps[cp]
     frame[f"{CP_UKB_FIELDS['LVCO']}-2.0"] = rng.normal(5, 1, n)  # L/min: 50 is impossible
     frame.loc[4, "24105-2.0"] = np.nan  # 1000005 has no LVM
     return frame

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ctrip.analysis.metrics import paired_bootstrap_frames
+from ctrip.data.cohort import constant_value
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:
@@ -150,7 +151,8 @@ def phenotype_participation(phenotypes: pd.DataFrame) -> dict[str, float]:
     """Participation ratio of the phenotypes themselves, each z-scored (that of their
     correlation matrix), over the subjects with every column present: how many effective
     dimensions an embedding that carried exactly these phenotypes, and nothing else, would use.
-    Keys participation_ratio, n (subjects used), n_missing (left out for a missing value)."""
+    Keys participation_ratio, n (subjects used), n_missing (left out for a missing value),
+    n_constant (columns left out for holding one value)."""
     values = phenotypes.apply(pd.to_numeric, errors="coerce")
     complete = values.dropna()
     if len(complete) < 2:
@@ -158,13 +160,15 @@ def phenotype_participation(phenotypes: pd.DataFrame) -> dict[str, float]:
             f"phenotypes: {len(complete)} subject(s) with every one of {list(values.columns)} "
             "present; the participation ratio needs at least 2"
         )
-    sd = complete.std(ddof=1)
-    constant = sd.index[sd <= 0].tolist()
-    if constant:
-        raise ValueError(f"phenotypes: constant column(s) {constant} cannot be z-scored")
-    z = (complete - complete.mean()) / sd
+    # A column with one value for every subject (to within rounding) spans no dimension and
+    # cannot be z-scored: it is left out and counted (n_constant).
+    constant = [c for c in complete.columns if constant_value(complete[c].to_numpy()) is not None]
+    varying = complete.drop(columns=constant)
+    if varying.shape[1] == 0:
+        raise ValueError(f"phenotypes: every column is constant ({constant}); nothing to z-score")
+    z = (varying - varying.mean()) / varying.std(ddof=1)
     return {"participation_ratio": participation_ratio(z.to_numpy()), "n": len(complete),
-            "n_missing": len(values) - len(complete)}  # fmt: skip
+            "n_missing": len(values) - len(complete), "n_constant": len(constant)}  # fmt: skip
 
 
 def _whitener(c: np.ndarray, ridge: float) -> np.ndarray:

@@ -542,7 +542,9 @@ def abnormal_counts(
             rows.append({"flag": flag.name, "label": flag.label, by or "group": key,
                          "n": len(part), "n_abnormal": int(abnormal.sum()),
                          "prevalence": float(abnormal.mean()) if len(part) else float("nan")})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows, columns=["flag", "label", by or "group", "n", "n_abnormal", "prevalence"]
+    )
 
 
 def interval_table(
@@ -583,3 +585,65 @@ def format_intervals(
         for cp in cp_names
     ]
     return "\n".join([title, header, *rows])
+
+
+SCREENING_KEYS = ["method", "flag", "label", "cp"]
+# The columns of the screening table the book reads, whether or not a flag was estimable.
+SCREENING_METRICS = [
+    "n", "n_abnormal", "prevalence",
+    *(f"{m}{end}" for m in ("auroc", "sensitivity", "specificity") for end in ("", "_ci_low", "_ci_high")),
+]  # fmt: skip
+
+
+def screening_over_seeds(
+    predictions: Mapping[str, pd.DataFrame],
+    subjects: pd.DataFrame,
+    flags: Sequence[ScreeningFlag],
+    split: str = "test",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, dict[str, dict]], dict[str, str]]:
+    """Screening of every method's predictions at its largest fine-tuning fraction, averaged
+    over seeds: (table, ROC panels of the first seed by flag label then method, reasons).
+
+    A flag that `split` cannot support (no abnormal or no normal subject, e.g. a tiny test
+    split) is not an error: its rows say `not_estimable` with the reason, and `reasons` maps
+    its label to that reason, so the notebook and the book go on. `predictions` maps a method
+    to its Stage III predictions (columns fraction, seed, split, id, <CP>_pred, <CP>_ref)."""
+    rows, reasons = [], {}
+    panels: dict[str, dict[str, dict]] = {flag.label: {} for flag in flags}
+    for method, frame in predictions.items():
+        last = frame[np.isclose(frame["fraction"], frame["fraction"].max())]
+        for i, (run_seed, fit) in enumerate(last.groupby("seed", sort=True)):
+            for flag in flags:
+                try:
+                    table = screening_table(
+                        fit, subjects, [flag], split=split, n_boot=n_boot, seed=seed
+                    )
+                except ValueError as err:  # not estimable on this split
+                    reasons.setdefault(flag.label, f"{split} split: {err}")
+                    continue
+                row = table.iloc[0].to_dict()
+                if i == 0:
+                    panels[flag.label][method] = row
+                rows.append({**row, "method": method, "seed": run_seed})
+    if rows:
+        per_seed = pd.DataFrame(rows).drop(columns=["fpr", "tpr"])
+        numeric = [c for c in per_seed.select_dtypes("number").columns if c != "seed"]
+        table = per_seed.groupby(SCREENING_KEYS, sort=False)[numeric].mean().reset_index()
+    else:
+        table = pd.DataFrame(columns=SCREENING_KEYS)
+    missing = [
+        {"method": method, "flag": flag.name, "label": flag.label, "cp": flag.cp,
+         "not_estimable": reasons[flag.label]}
+        for flag in flags if flag.label in reasons for method in predictions
+    ]  # fmt: skip
+    if missing:
+        estimated = set(zip(table["method"], table["flag"]))
+        missing = [m for m in missing if (m["method"], m["flag"]) not in estimated]
+        frames = [part for part in (table, pd.DataFrame(missing)) if not part.empty]
+        table = pd.concat(frames, ignore_index=True) if frames else table
+    for column in [*SCREENING_METRICS, "not_estimable"]:
+        if column not in table:
+            table[column] = np.nan
+    return table, {k: v for k, v in panels.items() if v}, reasons

@@ -3,6 +3,7 @@ coverage of the conformal intervals against the nominal level per phenotype."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -44,14 +45,26 @@ def plot_roc_curves(results: Mapping[str, Mapping], title: str = "") -> Figure:
     return fig
 
 
-def plot_roc_panels(panels: Mapping[str, Mapping[str, Mapping]]) -> Figure:
+def plot_roc_panels(
+    panels: Mapping[str, Mapping[str, Mapping]], not_estimable: Mapping[str, str] | None = None
+) -> Figure:
     """One ROC panel per flag (`panels` maps a panel title, e.g. the flag's label, to the
-    `results` of `plot_roc_curves`), side by side in one figure."""
-    if not panels:
+    `results` of `plot_roc_curves`), side by side in one figure. A flag in `not_estimable`
+    (title -> reason, e.g. no abnormal heart on the test split) gets a panel stating why it
+    has no curve, so the figure exists whatever the split supports."""
+    not_estimable = {k: v for k, v in (not_estimable or {}).items() if not panels.get(k)}
+    titles = [*(k for k in panels if panels[k]), *not_estimable]
+    if not titles:
         raise ValueError("no ROC panels to plot")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), squeeze=False)
-    for ax, (title, results) in zip(axes[0], panels.items()):
-        _draw_roc(ax, results, title)
+    fig, axes = plt.subplots(1, len(titles), figsize=(4.6 * len(titles), 4.6), squeeze=False)
+    for ax, title in zip(axes[0], titles):
+        if title in not_estimable:
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=10)
+            ax.text(0.5, 0.5, "not estimable:\n" + textwrap.fill(not_estimable[title], 40),
+                    ha="center", va="center", fontsize=8, transform=ax.transAxes)  # fmt: skip
+        else:
+            _draw_roc(ax, panels[title], title)
     fig.tight_layout()
     return fig
 

@@ -16,10 +16,13 @@ missing values, and loads in milliseconds; `pandas.read_parquet` opens it in any
 `Cohort.open` makes the cheap checks every time (manifest fields, every file present as a
 regular file inside the cohort folder, shapes, dtypes and row counts against the manifest, the
 table's sha256 and its contents); `Cohort.validate` (or `open(..., full=True)`) also reads the
-arrays: sha256 of every file, NaN/inf, image and ECG scale, and the physiological plausibility
-of the table (`ctrip.data.plausibility`). Writers, importers and `ctrip cohort validate` run
-the full check. Every problem is a `CohortError` that names the file, the subject and the field;
-plausible-but-rare values become `Cohort.warnings`.
+arrays: sha256 of every file, NaN/inf, image and ECG scale, the physiological plausibility
+of the table (`ctrip.data.plausibility`), the relations between each chamber's CPs (ESV <= EDV,
+SV = EDV - ESV, EF = 100 SV / EDV) and every numeric feature's finiteness. Writers, importers
+and `ctrip cohort validate` run the full check. Every problem is a `CohortError` that names the
+file, the subject and the field; the cheap check stops at the first, the full one lists them
+all in one `CohortProblems` (at most `MAX_LISTED`, then a count). Plausible-but-rare values and
+constant, incomplete or extreme columns become `Cohort.warnings`.
 """
 
 from __future__ import annotations
@@ -68,6 +71,21 @@ IMPORT_REPORTS = ("import_report.json", "import_report.txt")
 _WRITER_SUFFIXES = (".npy", ".parquet", ".yaml", ".json", ".txt")
 
 
+# Values that agree to within this relative tolerance are one value (float rounding apart).
+CONSTANT_TOLERANCE = 1e-9
+
+
+def constant_value(values: np.ndarray) -> float | None:
+    """The value all finite `values` share to within float rounding; None when they vary or
+    none is finite. A column like that carries no information and has no range to plot."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    return low if high - low <= CONSTANT_TOLERANCE * max(1.0, abs(high)) else None
+
+
 class CohortError(ValueError):
     """A cohort that breaks the data contract; the message names file, subject and field."""
 
@@ -86,6 +104,33 @@ class CohortError(ValueError):
         if field is not None:
             where.append(f"field {field}")
         super().__init__(": ".join([*where, problem]))
+
+
+MAX_LISTED = 50  # problems listed in one report; the rest are counted
+
+
+class CohortProblems(CohortError):
+    """Several problems found in one pass: every one listed (up to `MAX_LISTED`, then a count),
+    so that one run of `ctrip cohort validate` shows all that needs fixing."""
+
+    def __init__(self, problems: list[CohortError]) -> None:
+        first = problems[0]
+        self.problems = problems
+        self.problem, self.file, self.subject, self.field = (
+            first.problem, first.file, first.subject, first.field
+        )  # fmt: skip
+        listed = [str(p) for p in problems[:MAX_LISTED]]
+        if len(problems) > MAX_LISTED:
+            listed.append(f"... and {len(problems) - MAX_LISTED} more problem(s)")
+        ValueError.__init__(self, f"{len(problems)} problems:\n  " + "\n  ".join(listed))
+
+
+def raise_problems(problems: list[CohortError]) -> None:
+    """Raise the one problem found, or all of them as `CohortProblems`; nothing when none."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise CohortProblems(problems)
 
 
 @dataclass(frozen=True)
@@ -496,19 +541,37 @@ class Cohort:
         except Exception as err:  # pyarrow raises its own kinds for a damaged file
             raise CohortError(f"not a readable Parquet table ({err})", file=table_file) from err
         cohort = cls(path=path, manifest=manifest, table=table)
-        _validate_table(table, manifest, table_file)
+        # The cheap check stops at the first problem; the full one lists them all.
+        problems = _table_problems(table, manifest, table_file)
+        if not full:
+            raise_problems(problems[:1])
+
+        def check(step: Any, *args: Any) -> Any:
+            try:
+                return step(*args)
+            except CohortError as err:
+                if not full:
+                    raise
+                problems.append(err)
+                return None
+
         for name, entry in manifest.get("arrays", {}).items():
-            cohort._arrays[name] = _open_array(path, name, entry, table)
+            if (values := check(_open_array, path, name, entry, table)) is not None:
+                cohort._arrays[name] = values
         for name, entry in manifest.get("masks", {}).items():
-            cohort._masks[name] = _open_mask(path, name, entry, cohort._arrays)
+            if (values := check(_open_mask, path, name, entry, cohort._arrays)) is not None:
+                cohort._masks[name] = values
         for name, entry in manifest.get("extras", {}).items():
-            extra_file = _member_file(path, entry, f"extras.{name}", f"the extra table {name!r}")
-            if verify_checksums:
-                _check_sha(extra_file, entry.get("sha256"))
+            extra_file = check(
+                _member_file, path, entry, f"extras.{name}", f"the extra table {name!r}"
+            )
+            if verify_checksums and extra_file is not None:
+                check(_check_sha, extra_file, entry.get("sha256"))
         for variant in manifest.get("tabular_variants", {}):
-            cohort.tabular_spec(variant)
+            check(cohort.tabular_spec, variant)
         if full:
-            cohort._validate_content(verify_checksums, min_per_split)
+            problems += cohort._content_problems(verify_checksums, min_per_split)
+        raise_problems(problems)
         return cohort
 
     @classmethod
@@ -524,19 +587,28 @@ class Cohort:
             path, verify_checksums=verify_checksums, full=True, min_per_split=min_per_split
         )
 
-    def _validate_content(self, verify_checksums: bool, min_per_split: int) -> None:
+    def _content_problems(self, verify_checksums: bool, min_per_split: int) -> list[CohortError]:
+        """Every problem of the full check (splits, plausibility, relations between the CPs,
+        numeric features, arrays, checksums); warnings go to `self.warnings`."""
+        problems: list[CohortError] = []
         table_file = self.path / self.manifest["table"]["file"]
-        counts = self.table["split"].astype("string").value_counts()
+        counts = (
+            self.table["split"].astype("string").value_counts()
+            if "split" in self.table
+            else pd.Series(dtype=int)
+        )
         for split in SPLITS:
             count = int(counts.get(split, 0))
             if count < min_per_split:
-                raise CohortError(
-                    f"the {split} split has {count} subjects; at least {min_per_split} needed "
-                    "(train to train, val to stop early, test to evaluate)",
-                    file=table_file,
-                    field="split",
+                problems.append(
+                    CohortError(
+                        f"the {split} split has {count} subjects; at least {min_per_split} needed "
+                        "(train to train, val to stop early, test to evaluate)",
+                        file=table_file,
+                        field="split",
+                    )
                 )
-            if count == 0:
+            elif count == 0:
                 self.warnings.append(
                     f"{table_file.name}: field split: the {split} split is empty; this cohort "
                     f"cannot be used where {split} subjects are needed"
@@ -546,22 +618,28 @@ class Cohort:
                     f"{table_file.name}: field split: only {count} {split} subject(s); metrics on "
                     "so few are noisy"
                 )
+        ids = self.table["id"].astype(str)
         for column in self.table.columns:
             impossible, implausible = plausibility.check_column(column, self.table[column])
             if impossible is not None:
-                raise CohortError(
-                    impossible.message
-                    + (f" ({impossible.count} subjects)" if impossible.count > 1 else ""),
-                    file=table_file,
-                    subject=str(self.table["id"].iloc[impossible.row]),
-                    field=column,
+                problems.append(
+                    CohortError(
+                        impossible.message
+                        + (f" ({impossible.count} subjects)" if impossible.count > 1 else ""),
+                        file=table_file,
+                        subject=ids.iloc[impossible.row],
+                        field=column,
+                    )
                 )
             if implausible is not None:
-                first = self.table["id"].iloc[implausible.row]
                 self.warnings.append(
                     f"{table_file.name}: field {column}: {implausible.count} subject(s) implausible, "
-                    f"e.g. subject {first}: {implausible.message}"
+                    f"e.g. subject {ids.iloc[implausible.row]}: {implausible.message}"
                 )
+        problems += cp_relation_problems(self.table, table_file)
+        found, warned = feature_problems(self.table, table_file)
+        problems += found
+        self.warnings += warned
         if "ecg" in self._arrays:
             _, warning = plausibility.check_ecg_rate(self.ecg_sampling_rate_hz)
             if warning:
@@ -569,12 +647,19 @@ class Cohort:
         for name, values in self._arrays.items():
             entry = self.manifest["arrays"][name]
             array_file = self.path / entry["file"]
-            if verify_checksums:
-                _check_sha(array_file, entry.get("sha256"))
-            self.warnings += _scan_array(array_file, name, values, self.table)
+            try:
+                if verify_checksums:
+                    _check_sha(array_file, entry.get("sha256"))
+                self.warnings += _scan_array(array_file, name, values, self.table)
+            except CohortError as err:
+                problems.append(err)
         if verify_checksums:
             for entry in self.manifest.get("masks", {}).values():
-                _check_sha(self.path / entry["file"], entry.get("sha256"))
+                try:
+                    _check_sha(self.path / entry["file"], entry.get("sha256"))
+                except CohortError as err:
+                    problems.append(err)
+        return problems
 
     @property
     def n(self) -> int:
@@ -831,66 +916,219 @@ def _check_sha(file: Path, expected: str | None) -> None:
         )
 
 
-def _validate_table(table: pd.DataFrame, manifest: dict[str, Any], table_file: Path) -> None:
-    for column in REQUIRED_COLUMNS:
-        if column not in table.columns:
-            raise CohortError("a required column is missing", file=table_file, field=column)
+def _rows_problem(
+    bad: np.ndarray, ids: pd.Series, problem: Any, file: Path, field: str
+) -> list[CohortError]:
+    """One problem for the rows flagged in `bad`: `problem(row)` words it for the first, and
+    the count of the others follows."""
+    rows = np.flatnonzero(bad)
+    if rows.size == 0:
+        return []
+    more = f" (and {rows.size - 1} more subject(s))" if rows.size > 1 else ""
+    return [CohortError(problem(int(rows[0])) + more, file=file, subject=str(ids.iloc[rows[0]]),
+                        field=field)]  # fmt: skip
+
+
+def _table_problems(
+    table: pd.DataFrame, manifest: dict[str, Any], table_file: Path
+) -> list[CohortError]:
+    """Every problem of the subjects table's contract (columns, ids, splits, sex, finite CPs)."""
+    problems = [
+        CohortError("a required column is missing", file=table_file, field=column)
+        for column in REQUIRED_COLUMNS
+        if column not in table.columns
+    ]
     if len(table) != manifest["n_subjects"]:
-        raise CohortError(
-            f"{len(table)} rows, but the manifest says n_subjects = {manifest['n_subjects']}",
-            file=table_file,
+        problems.append(
+            CohortError(
+                f"{len(table)} rows, but the manifest says n_subjects = {manifest['n_subjects']}",
+                file=table_file,
+            )
         )
+    if "id" not in table.columns:
+        return problems
     ids = table["id"].astype("string")
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise CohortError(f"row {row} has no subject id", file=table_file, field="id")
-    splits = table["split"].astype("string")
-    bad_split = ~splits.isin(SPLITS)
-    if bad_split.any():
-        row = int(np.flatnonzero(bad_split.to_numpy())[0])
-        raise CohortError(
-            f"unknown split {splits.iloc[row]!r} (expected one of {list(SPLITS)})",
-            file=table_file,
-            subject=str(ids.iloc[row]),
-            field="split",
+    for row in np.flatnonzero(ids.isna().to_numpy())[:1]:
+        problems.append(CohortError(f"row {row} has no subject id", file=table_file, field="id"))
+    if "split" in table.columns:
+        splits = table["split"].astype("string")
+        problems += _rows_problem(
+            (~splits.isin(SPLITS)).to_numpy(),
+            ids,
+            lambda row: f"unknown split {splits.iloc[row]!r} (expected one of {list(SPLITS)})",
+            table_file,
+            "split",
         )
-    # A subject may appear in several rows only through `subject_id` (repeat visits), and then
-    # all its rows must share one split; a repeated row id is always an error.
-    subject = table["subject_id"].astype("string") if "subject_id" in table.columns else ids
-    split_count = splits.groupby(subject.to_numpy()).nunique()
-    if (split_count > 1).any():
-        who = str(split_count[split_count > 1].index[0])
-        found = sorted(set(splits[subject.to_numpy() == who]))
-        raise CohortError(
-            f"the subject is in two splits ({', '.join(found)}): its data would leak between them",
-            file=table_file,
-            subject=who,
-            field="split",
-        )
-    duplicated = ids.duplicated()
-    if duplicated.any():
-        who = str(ids[duplicated].iloc[0])
-        raise CohortError("duplicate subject id", file=table_file, subject=who, field="id")
-    bad_sex = ~table["sex"].astype("string").isin(SEXES)
-    if bad_sex.any():
-        row = int(np.flatnonzero(bad_sex.to_numpy())[0])
-        raise CohortError(
-            f"sex {table['sex'].iloc[row]!r} is not one of {list(SEXES)}",
-            file=table_file,
-            subject=str(ids.iloc[row]),
-            field="sex",
+        # A subject may appear in several rows only through `subject_id` (repeat visits), and
+        # then all its rows must share one split; a repeated row id is always an error.
+        subject = table["subject_id"].astype("string") if "subject_id" in table.columns else ids
+        split_count = splits.groupby(subject.to_numpy()).nunique()
+        for who in split_count[split_count > 1].index[:1]:
+            found = sorted(set(splits[subject.to_numpy() == who].dropna()))
+            problems.append(
+                CohortError(
+                    f"the subject is in two splits ({', '.join(found)}): its data would leak "
+                    "between them",
+                    file=table_file,
+                    subject=str(who),
+                    field="split",
+                )
+            )
+    problems += _rows_problem(
+        ids.duplicated().to_numpy() & ids.notna().to_numpy(),
+        ids,
+        lambda row: "duplicate subject id",
+        table_file,
+        "id",
+    )
+    if "sex" in table.columns:
+        problems += _rows_problem(
+            (~table["sex"].astype("string").isin(SEXES)).to_numpy(),
+            ids,
+            lambda row: f"sex {table['sex'].iloc[row]!r} is not one of {list(SEXES)}",
+            table_file,
+            "sex",
         )
     for cp in CP_NAMES:
+        if cp not in table.columns:
+            continue
         values = pd.to_numeric(table[cp], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise CohortError(
-                f"the cardiac phenotype is {table[cp].iloc[row]!r}, not a finite number",
-                file=table_file,
-                subject=str(ids.iloc[row]),
-                field=cp,
+        problems += _rows_problem(
+            ~np.isfinite(values),
+            ids,
+            lambda row, cp=cp: (
+                f"the cardiac phenotype is {table[cp].iloc[row]!r}, not a finite number"
+            ),
+            table_file,
+            cp,
+        )
+    return problems
+
+
+# The four chambers: (end-diastolic or maximum volume, end-systolic or minimum volume, stroke
+# volume, ejection fraction). SV = EDV - ESV and EF = 100 SV / EDV by definition; a measured
+# table rounds them, hence the tolerances.
+CHAMBERS: tuple[tuple[str, str, str, str], ...] = (
+    ("LVEDV", "LVESV", "LVSV", "LVEF"),
+    ("RVEDV", "RVESV", "RVSV", "RVEF"),
+    ("LAVmax", "LAVmin", "LASV", "LAEF"),
+    ("RAVmax", "RAVmin", "RASV", "RAEF"),
+)
+SV_TOLERANCE_ML = 1.0  # or SV_TOLERANCE_FRACTION of the larger volume, whichever is more
+SV_TOLERANCE_FRACTION = 0.02
+EF_TOLERANCE_POINTS = 1.0  # percentage points
+
+
+def with_consistent_chambers(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `table` whose smaller volumes and stroke volumes follow from each chamber's
+    larger volume and ejection fraction (ESV = EDV (1 - EF/100), SV = EDV - ESV): how an
+    example or test table holds CPs that `cp_relation_problems` accepts."""
+    table = table.copy()
+    for large, small, stroke, fraction in CHAMBERS:
+        table[small] = table[large] * (1.0 - table[fraction] / 100.0)
+        table[stroke] = table[large] - table[small]
+    return table
+
+
+def cp_relation_problems(table: pd.DataFrame, table_file: Path) -> list[CohortError]:
+    """Subjects whose CPs contradict their definitions: a smaller volume above the larger one,
+    a stroke volume that is not their difference, an ejection fraction that is not SV / EDV."""
+    problems: list[CohortError] = []
+    ids = table["id"].astype(str) if "id" in table else pd.Series(map(str, range(len(table))))
+    for large, small, stroke, fraction in CHAMBERS:
+        if not {large, small, stroke, fraction} <= set(table.columns):
+            continue
+        edv, esv, sv, ef = (pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
+                            for c in (large, small, stroke, fraction))  # fmt: skip
+        problems += _rows_problem(
+            esv > edv,
+            ids,
+            lambda r, edv=edv, esv=esv, large=large, small=small: (
+                f"{small} {esv[r]:g} mL is above {large} {edv[r]:g} mL"
+            ),
+            table_file,
+            small,
+        )
+        tolerance = np.maximum(SV_TOLERANCE_ML, SV_TOLERANCE_FRACTION * np.abs(edv))
+        problems += _rows_problem(
+            np.abs(sv - (edv - esv)) > tolerance,
+            ids,
+            lambda r, edv=edv, esv=esv, sv=sv, large=large, small=small, tol=tolerance: (
+                f"{sv[r]:g} mL is not {large} - {small} = {edv[r] - esv[r]:g} mL "
+                f"(within {tol[r]:g} mL)"
+            ),
+            table_file,
+            stroke,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = 100.0 * sv / edv
+        problems += _rows_problem(
+            (edv > 0) & (np.abs(ef - expected) > EF_TOLERANCE_POINTS),
+            ids,
+            lambda r, ef=ef, expected=expected, large=large, stroke=stroke: (
+                f"{ef[r]:g} % is not 100 {stroke} / {large} = {expected[r]:.4g} % "
+                f"(within {EF_TOLERANCE_POINTS:g} points)"
+            ),
+            table_file,
+            fraction,
+        )
+    return problems
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+EXTREME_MADS = 50.0  # a value this many median absolute deviations from the median is extreme
+
+
+def feature_problems(table: pd.DataFrame, table_file: Path) -> tuple[list[CohortError], list[str]]:
+    """(problems, warnings) of the numeric columns a model may read: inf, or a magnitude that
+    float32 (what training reads) cannot hold, is an error; a column with missing values, one
+    with a single value for every subject, and one with extreme values (outside the plausible
+    range of `ctrip.data.plausibility` where it has one, else far from the bulk) are warned."""
+    problems, warned, gaps = [], [], []
+    ids = table["id"].astype(str) if "id" in table else pd.Series(map(str, range(len(table))))
+    for column in table.columns:
+        if column in ("id", "split") or not pd.api.types.is_numeric_dtype(table[column]):
+            continue
+        if pd.api.types.is_bool_dtype(table[column]):
+            continue
+        values = table[column].to_numpy(dtype=float, na_value=np.nan)
+        ranged = column in plausibility.TABLE_RANGES  # its possible range refuses these already
+        problems += _rows_problem(
+            ~ranged & (np.isinf(values) | (np.abs(values) > FLOAT32_MAX)),
+            ids,
+            lambda r, values=values: (
+                f"{values[r]:g} is not a finite number that float32 holds (training reads float32)"
+            ),
+            table_file,
+            column,
+        )
+        finite = values[np.isfinite(values) & (np.abs(values) <= FLOAT32_MAX)]
+        missing = int(np.isnan(values).sum())
+        if missing:
+            gaps.append(f"{column} ({missing})")
+        constant = constant_value(finite) if finite.size > 1 else None
+        if constant is not None:
+            warned.append(f"{table_file.name}: field {column}: every subject with a value has "
+                          f"{constant:g}: a constant column carries no information")  # fmt: skip
+        elif column not in plausibility.TABLE_RANGES and finite.size > 1:
+            median = float(np.median(finite))
+            mad = float(np.median(np.abs(finite - median)))
+            far = (
+                np.abs(values - median) > EXTREME_MADS * mad
+                if mad > 0
+                else np.zeros(len(values), bool)
             )
+            far &= np.isfinite(values)
+            if far.any():
+                first = int(np.flatnonzero(far)[0])
+                warned.append(f"{table_file.name}: field {column}: {int(far.sum())} subject(s) "
+                              f"with extreme values, e.g. subject {ids.iloc[first]}: "
+                              f"{values[first]:g}, more than {EXTREME_MADS:g} median absolute "
+                              f"deviations from the median {median:g}")  # fmt: skip
+    if gaps:
+        warned.append(f"{table_file.name}: {len(gaps)} column(s) with missing values (subjects "
+                      f"without one, of {len(table)}): {', '.join(gaps)}")  # fmt: skip
+    return problems, warned
 
 
 def _open_array(path: Path, name: str, entry: dict[str, Any], table: pd.DataFrame) -> np.memmap:

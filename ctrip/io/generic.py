@@ -32,6 +32,7 @@ from ctrip.io.importer import (
     ImportReport,
     ImportSettings,
     SubjectFiles,
+    case_collision,
     find_input,
     id_problem,
     inside,
@@ -75,6 +76,14 @@ def read_table(path: str | Path, categorical: list[str] | None = None) -> dict[s
             "duplicate subject id",
             file=path,
             subject=table["id"][table["id"].duplicated()].iloc[0],
+            field="id",
+        )
+    if pair := case_collision(table["id"].tolist()):
+        (a, b), (line_a, line_b) = (table["id"].iloc[i] for i in pair), (i + 2 for i in pair)
+        raise CohortError(
+            f"the ids {a!r} (line {line_a}) and {b!r} (line {line_b}) differ only in case; their "
+            "folders and work files would be one on a case-insensitive file system: rename one",
+            file=path,
             field="id",
         )
     table["sex"] = table["sex"].astype("string").str.strip().str.lower().map(_SEX).astype("string")

@@ -7,10 +7,12 @@ folder, then assembles the cohort. The work folder makes long imports resumable:
     <out>.work/settings.json          the preprocessing settings (a re-run must use the same)
     <out>.work/subjects/<id>.npz      one subject's arrays, written atomically
     <out>.work/subjects/<id>.json     its state: imported, or dropped with the reason
-    <out>.work/import_report.{json,txt}
+    <out>.work/import_report.{json,txt}   (with keep_work)
+    <out>.work/files_made.txt          every file above, listed before it is made
 
 A re-run skips every subject with a state file (dropped ones too, unless `retry_dropped`),
-so an interrupted import continues where it stopped. Every subject that is not imported is
+so an interrupted import continues where it stopped. `restart`, and a successful import
+(unless `keep_work`), delete the files the list names and nothing else. Every subject that is not imported is
 listed in the report with one of `DROP_REASONS` and the detail (file, field); the report is
 also copied into the finished cohort folder.
 """
@@ -25,6 +27,7 @@ import warnings
 import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,7 @@ DROP_REASONS: tuple[str, ...] = (
     "impossible value",  # a table value outside its possible range (ctrip.data.plausibility)
 )
 REPORT = "import_report"
+LEDGER = "files_made.txt"  # in the work folder: every file the import made there, one a line
 
 
 class SubjectDropped(Exception):
@@ -85,6 +89,19 @@ def id_problem(subject_id: str) -> str | None:
         return f"the id {subject_id!r} holds a control character"
     if len(subject_id.encode()) > 200:
         return "the id is longer than 200 bytes"
+    return None
+
+
+def case_collision(ids: list[str]) -> tuple[int, int] | None:
+    """Positions of the first two ids that differ only in case (S1, s1), or None: their work
+    files and subject folders would be one file on a case-insensitive file system (macOS,
+    Windows)."""
+    seen: dict[str, int] = {}
+    for position, subject_id in enumerate(ids):
+        folded = subject_id.casefold()
+        if folded in seen and ids[seen[folded]] != subject_id:
+            return seen[folded], position
+        seen.setdefault(folded, position)
     return None
 
 
@@ -230,6 +247,11 @@ def _write_atomically(path: Path, write) -> None:
     os.replace(partial, path)
 
 
+def _about_the_data(category: type[Warning]) -> bool:
+    """A warning class of this project's (a centred crop, an unknown spacing), not a library's."""
+    return category.__module__.split(".")[0] == "ctrip"
+
+
 def process_subject(subject: SubjectFiles, settings: ImportSettings, state_dir: Path) -> dict:
     """Prepare one subject into `state_dir` (arrays, then state) and return its state."""
     with warnings.catch_warnings(record=True) as caught:
@@ -247,7 +269,12 @@ def process_subject(subject: SubjectFiles, settings: ImportSettings, state_dir: 
                 "reason": drop.reason,
                 "detail": drop.detail,
             }
-    state["warnings"] = [str(w.message) for w in caught]
+    # Only the project's own warnings are about this subject's data; a library's deprecation
+    # notice (wfdb, pandas) is not, and goes to the usual warning filters instead.
+    state["warnings"] = [str(w.message) for w in caught if _about_the_data(w.category)]
+    for w in caught:
+        if not _about_the_data(w.category):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     _write_atomically(
         inside(state_dir, f"{subject.id}.json"), lambda h: h.write(json.dumps(state).encode())
     )
@@ -280,6 +307,7 @@ class ImportReport:
     dropped: list[dict[str, str]]
     warnings: dict[str, list[str]]
     cohort: str | None = None
+    kept: list[str] = field(default_factory=list)  # files in the work folder it did not make
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(d["reason"] for d in self.dropped))
@@ -322,6 +350,7 @@ def tabular_variants(numerical: list[str], categorical: dict[str, list[str]]) ->
 
 
 def _check_settings(work: Path, settings: ImportSettings) -> None:
+    """The work folder's settings must be these; a new folder records them."""
     saved = work / "settings.json"
     current = settings.to_dict()
     if saved.exists():
@@ -333,7 +362,48 @@ def _check_settings(work: Path, settings: ImportSettings) -> None:
                 "pass --restart to start afresh, or choose another --work folder"
             )
     else:
+        _record_made(work, ["settings.json"])
         saved.write_text(json.dumps(current, indent=1))
+
+
+def _record_made(work: Path, names: list[str]) -> None:
+    """Add `names` (relative to `work`) to the work folder's list of the files the import made,
+    before it makes them: only those are ever deleted (`remove_work_files`)."""
+    with open(work / LEDGER, "a", encoding="utf-8") as handle:
+        handle.writelines(f"{name}\n" for name in names)
+
+
+def _subject_files(subject_id: str) -> list[str]:
+    """The work files of one subject, as `process_subject` writes them (atomically)."""
+    names = [f"{subject_id}.npz", f"{subject_id}.json"]
+    return [f"subjects/{n}{end}" for n in names for end in ("", ".partial")]
+
+
+def remove_work_files(work: Path) -> list[str]:
+    """Delete the files the import made in `work` (those its list names), then the folders
+    left empty. Anything else stays where it is, e.g. a user's notes in a folder given as
+    `--work`; returns those names. A work folder from before the list was kept is deleted
+    only if it holds nothing but import files."""
+    if not work.exists():
+        return []
+    ledger = work / LEDGER
+    if not ledger.is_file():
+        _check_work_folder(work)
+        shutil.rmtree(work)
+        return []
+    for name in dict.fromkeys(ledger.read_text(encoding="utf-8").splitlines()):
+        path = Path(name)
+        if not name or path.is_absolute() or ".." in path.parts:
+            continue
+        if (work / path).is_symlink() or (work / path).is_file():
+            (work / path).unlink()
+    ledger.unlink()
+    for folder in (work / "subjects", work):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    if not work.exists():
+        return []
+    return sorted(str(p.relative_to(work)) for p in work.rglob("*") if not p.is_dir())
 
 
 def run_import(
@@ -354,11 +424,13 @@ def run_import(
     overwrite: bool = False,
     progress: bool = True,
     split_seed: int = 0,
+    keep_work: bool = False,
 ) -> ImportReport:
     """Prepare every subject (resumably, in a work folder), write the cohort and the report.
 
     `table` holds one row per subject of `subjects` (id, sex, age, height, weight, ..., CPs);
-    `early_drops` are subjects the importer already rejected ({id, reason, detail}).
+    `early_drops` are subjects the importer already rejected ({id, reason, detail}). After a
+    successful import the work files are deleted unless `keep_work`.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -368,10 +440,15 @@ def run_import(
         if problem := id_problem(subject.id):
             raise CohortError(f"{problem}; ids name files, so they must be plain names",
                               subject=repr(subject.id), field="id")  # fmt: skip
+    if pair := case_collision([s.id for s in subjects]):
+        first, second = (subjects[i].id for i in pair)
+        raise CohortError(f"the ids {first!r} and {second!r} differ only in case; their work "
+                          "files would be one file on a case-insensitive file system: rename one",
+                          field="id")  # fmt: skip
     work = Path(work_dir) if work_dir else out_dir.with_name(out_dir.name + ".work")
-    if restart and work.exists():
-        _check_work_folder(work)
-        shutil.rmtree(work)
+    if restart:
+        with write_errors(work):
+            remove_work_files(work)
     state_dir = work / "subjects"
     with write_errors(work):
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -388,6 +465,8 @@ def run_import(
         pending.append(subject)
     per_subject = sum(4 * int(np.prod(settings.shape(m))) for m in settings.modalities)
     check_free_space(state_dir, 2 * per_subject * len(pending))  # work files, then the cohort
+    with write_errors(work):
+        _record_made(work, [name for s in pending for name in _subject_files(s.id)])
     bar = tqdm(
         total=len(subjects), initial=len(subjects) - len(pending), desc="import", unit="subject",
         disable=not progress,
@@ -404,7 +483,10 @@ def run_import(
                         pool.submit(process_subject, s, settings, state_dir): s.id for s in pending
                     }
                     for future in as_completed(futures):
-                        states[futures[future]] = future.result()
+                        try:
+                            states[futures[future]] = future.result()
+                        except BrokenProcessPool:
+                            raise CohortError(_worker_died(futures, states, work)) from None
                         bar.update()
     finally:
         bar.close()
@@ -436,6 +518,7 @@ def run_import(
         warnings={s: states[s]["warnings"] for s in imported if states[s]["warnings"]},
     )
     if not imported:
+        _record_made(work, [f"{REPORT}.json", f"{REPORT}.txt"])
         report_file = report.write(work)
         counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.counts().items()))
         raise CohortError(
@@ -468,9 +551,26 @@ def run_import(
     )
     report.cohort = str(out_dir)
     with write_errors(out_dir):
-        report.write(work)
         report.write(out_dir)
+    with write_errors(work):
+        if keep_work:
+            _record_made(work, [f"{REPORT}.json", f"{REPORT}.txt"])
+            report.write(work)
+        else:  # the cohort holds it all now: the work files would double the disk used
+            report.kept = remove_work_files(work)
     return report
+
+
+def _worker_died(futures: dict, states: dict[str, dict], work: Path) -> str:
+    """One line for a worker process that died (killed, out of memory): which subjects were in
+    progress, and that a re-run resumes from what is prepared."""
+    unfinished = [sid for future, sid in futures.items() if sid not in states]
+    shown = ", ".join(unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
+    return (
+        f"a worker process died (killed, or out of memory) while preparing subjects, one of "
+        f"{shown}; the {len(states)} subject(s) prepared so far are kept in {work}: run the "
+        "same command again to resume"
+    )
 
 
 def _read_state(state_file: Path) -> dict | None:
@@ -486,9 +586,16 @@ def _read_state(state_file: Path) -> dict | None:
 
 
 def _check_work_folder(work: Path) -> None:
-    """`--restart` deletes the work folder: only one that an import made (or an empty one)."""
+    """A work folder without the list of what the import made is deleted whole only if it holds
+    nothing but import files (its top-level names, and work files in `subjects/`)."""
     entries = {e.name for e in work.iterdir()} if work.is_dir() else {"(a file)"}
     ours = {"settings.json", "subjects", f"{REPORT}.json", f"{REPORT}.txt"}
+    if (work / "subjects").is_dir():
+        entries |= {
+            f"subjects/{e.name}"
+            for e in (work / "subjects").iterdir()
+            if not (e.is_file() and e.name.endswith((".npz", ".json", ".partial")))
+        }
     if entries - ours:
         raise CohortError(
             f"is not an import work folder (it holds {sorted(entries - ours)[:3]}); refusing "

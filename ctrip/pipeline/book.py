@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from ctrip.data.schema import CP_NAMES, CP_UNITS
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.outputs import load_outputs
-from ctrip.pipeline.plan import Run, paper_rows
+from ctrip.pipeline.plan import Run, cohort_facts, methods_for_cohort, paper_rows
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -485,7 +486,8 @@ def screening_markdown(results_dir: Path, labels: dict[str, str],
     counts = pd.read_csv(counts_file)
     rows = [[r["label"], str(r["split"]), str(int(r["n"])), str(int(r["n_abnormal"])),
              f"{r['prevalence']:.1%}"] for _, r in counts.iterrows()]  # fmt: skip
-    parts["counts"] = _md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
+    parts["counts"] = (_md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
+                       if rows else "*No screening flag chosen (screening.flags is empty).*\n")  # fmt: skip
     coverage = pd.read_csv(coverage_file)
     top = coverage[np.isclose(coverage["fraction"], coverage["fraction"].max())]
     level = float(top["level"].iloc[0])
@@ -511,6 +513,16 @@ def screening_markdown(results_dir: Path, labels: dict[str, str],
         f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
         f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
     )
+    widths = top["mean_width"] if "mean_width" in top else pd.Series(1.0, index=top.index)
+    infinite = top[~np.isfinite(widths.astype(float))]
+    if len(infinite):  # a validation split too small for the level: whole-line intervals
+        need = math.ceil(level / (1 - level) - 1e-9)
+        who = ", ".join(dict.fromkeys(labels.get(m, m) for m in infinite["method"]))
+        parts["facts"] = (
+            f"- Coverage not estimable for {who}: their {level:.0%} intervals are infinite, "
+            f"because the validation split is too small for that level (split-conformal needs "
+            f"at least {need} calibration subjects), so a coverage of 1 says nothing.\n"
+        ) + parts["facts"]
     for method in coverage_methods:  # the rows the coverage criterion is judged on
         own = top[top["method"] == method]
         if own.empty:
@@ -526,11 +538,14 @@ def screening_markdown(results_dir: Path, labels: dict[str, str],
             )  # fmt: skip
         parts["facts"] += line + ".\n"
     screening = pd.read_csv(screening_file)
+    reasons = screening.get("not_estimable", pd.Series(np.nan, index=screening.index))
     rows = [[r["label"], labels.get(r["method"], r["method"]),
-             _ci(r["auroc"], r["auroc_ci_low"], r["auroc_ci_high"], 3),
-             _ci(r["sensitivity"], r["sensitivity_ci_low"], r["sensitivity_ci_high"], 3),
-             _ci(r["specificity"], r["specificity_ci_low"], r["specificity_ci_high"], 3)]
-            for _, r in screening.iterrows()]  # fmt: skip
+             *([_ci(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3)
+                for m in ("auroc", "sensitivity", "specificity")]
+               if pd.isna(reasons[i]) else [f"not estimable ({reasons[i]})", "", ""])]
+            for i, r in screening.iterrows()]  # fmt: skip
+    if not rows:
+        rows = [["none chosen (screening.flags is empty)", "", "", "", ""]]
     caption = ("Table 8. Screening on the test split at the full fine-tuning set: AUROC, and "
                "sensitivity and specificity at the published limit (mean over seeds; bootstrap "
                "95% CIs).")  # fmt: skip
@@ -731,12 +746,15 @@ def summary_markdown(table: pd.DataFrame, curves: pd.DataFrame, labels: dict[str
         width = t[f"{cp}_loa_high"] - t[f"{cp}_loa_low"]
         best_md = t[f"{cp}_md"].abs().idxmin()
         best_w = width.idxmin()
-        best_r = t[f"{cp}_r"].idxmax()
+        r = t[f"{cp}_r"].dropna()
+        # Pearson r is undefined where the reference does not vary (a tiny or constant test split)
+        highest = (f"highest r {labels[r.idxmax()]} ({_fmt(r.max(), 3)})" if len(r) else
+                   "Pearson r not estimable (the reference does not vary on the test split)")  # fmt: skip
         rank = int(width.rank().loc[method])
         lines.append(
             f"- **{cp}**: smallest |MD| {labels[best_md]} ({_fmt(t.loc[best_md, f'{cp}_md'], 2)} {CP_UNITS[cp]}); "
-            f"narrowest LoA {labels[best_w]} (width {_fmt(width[best_w])} {CP_UNITS[cp]}); highest r "
-            f"{labels[best_r]} ({_fmt(t.loc[best_r, f'{cp}_r'], 3)}). {labels[method]} has LoA width "
+            f"narrowest LoA {labels[best_w]} (width {_fmt(width[best_w])} {CP_UNITS[cp]}); {highest}. "
+            f"{labels[method]} has LoA width "
             f"{_fmt(width[method])} (rank {rank} of {len(t)}) against {_fmt(width[baseline])} for {labels[baseline]}."
         )  # fmt: skip
     low = curves["fraction"].min()
@@ -837,11 +855,18 @@ def profile_markdown(settings: dict) -> str:
     return _md_table(header, rows)
 
 
+def left_out_markdown(left_out: dict[str, str]) -> str:
+    """The sentence a results page opens with when the cohort could not run every method: which
+    were left out, and why (e.g. CMR_sup on a cohort without CMR)."""
+    if not left_out:
+        return ""
+    return ("*Left out of every table and figure of this book because the cohort lacks what they "
+            "need: " + "; ".join(f"{name} ({reason})" for name, reason in left_out.items()) + ".*\n")  # fmt: skip
+
+
 def cohort_markdown(settings: dict) -> str:
     """Which cohort the book ran on, the Table 2 methods it left out and why, and whether the
     simulator-only parts (reference comparison, oracle ceilings, latents) apply."""
-    from ctrip.pipeline.plan import cohort_facts, methods_for_cohort
-
     facts = cohort_facts(settings)
     _, left_out = methods_for_cohort(settings)
     if facts["simulated"]:
@@ -850,11 +875,7 @@ def cohort_markdown(settings: dict) -> str:
         text = ("The cohort is not simulated (it was imported), so the simulator-only parts are left out: the comparison "
                 "with published reference values, the oracle ceilings and the latent variables.\n")  # fmt: skip
     if left_out:
-        text += (
-            "\nLeft out of Table 2 because the cohort lacks what they need: "
-            + "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
-            + ".\n"
-        )
+        text += "\n" + left_out_markdown(left_out)
     return text
 
 
@@ -995,9 +1016,12 @@ def write_includes(
 ) -> None:
     """The generated parts of the chapters, from the result tables and provenance."""
     includes.mkdir(parents=True, exist_ok=True)
-    labels = {m: spec.get("label", m) for m, spec in settings["methods"].items()}
+    # the methods this cohort ran: one needing a modality it lacks (CMR_sup) is left out
+    methods, left_out = methods_for_cohort(settings)
+    labels = {m: spec.get("label", m) for m, spec in methods.items()}
     # the paper's rows (Table 2 and what reads it); a control (paper: false) joins the comparisons
-    paper_labels = {m: labels[m] for m in paper_rows(settings["methods"])}
+    paper_labels = {m: labels[m] for m in paper_rows(methods)}
+    left_out_note = left_out_markdown(left_out)
     cps = list(settings["table2"]["cps"])
     table = pd.read_csv(results_dir / "table2.csv")
     summary = pd.read_csv(results_dir / "table2_cp18.csv")
@@ -1031,10 +1055,14 @@ def write_includes(
         _write(tables / "heart_share.csv", share_file.read_bytes())
     _write(includes / "heart_share.md", heart_share_markdown(share, labels, attention["target_cp"]))
     _write(includes / "key_result.md", key_result_markdown(
-        differences, labels, settings["figures"]["attention"]["method"], cps, settings["profile"]))  # fmt: skip
+        differences, labels, settings["figures"]["attention"]["method"], cps, settings["profile"])
+        + ("\n" + left_out_note if left_out else ""))  # fmt: skip
     coverage_methods = settings["screening"]["coverage_methods"]
     for part, text in screening_markdown(results_dir, paper_labels, coverage_methods).items():
-        _write(includes / f"screening_{part}.md", text)
+        _write(
+            includes / f"screening_{part}.md",
+            (left_out_note + "\n" if part == "coverage" else "") + text,
+        )
     _write(includes / "differences.md", differences_markdown(differences, labels, cps))
     _write(includes / "control.md",
            control_markdown(control_differences, differences, labels, cps))  # fmt: skip

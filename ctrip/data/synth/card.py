@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctrip.data.cohort import constant_value
 from ctrip.data.ecg import remove_baseline_drift
 from ctrip.data.schema import CP_NAMES, CP_UNITS, LEADS
 
@@ -240,15 +241,35 @@ def plot_examples(cohort, path: str | Path | None = None):
     return fig
 
 
+def histogram_edges(values: np.ndarray, bins: int = 40) -> tuple[np.ndarray, float | None]:
+    """Shared bin edges for a column's histograms, and its value when it is constant.
+
+    A column whose values agree to within float rounding (e.g. an extract that filled a field
+    with one value, then recomputed it) has no range to cut into `bins` finite bins; it gets one
+    bin of width 1 around that value instead."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.linspace(0.0, 1.0, bins + 1), None
+    constant = constant_value(finite)
+    if constant is not None:
+        return np.array([constant - 0.5, constant + 0.5]), constant
+    return np.linspace(float(finite.min()), float(finite.max()), bins + 1), None
+
+
 def plot_marginals(table: pd.DataFrame, path: str | Path | None = None):
     """Histograms of the 18 CPs by sex."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 6, figsize=(18, 8))
     for ax, cp in zip(axes.ravel(), CP_NAMES):
+        values = pd.to_numeric(table[cp], errors="coerce")
+        edges, constant = histogram_edges(values.to_numpy(dtype=float))
         for sex, colour in (("female", "tab:red"), ("male", "tab:blue")):
-            ax.hist(table.loc[table["sex"] == sex, cp], bins=40, alpha=0.5, color=colour, label=sex)
-        ax.set_title(f"{cp} [{CP_UNITS[cp]}]", fontsize=9)
+            part = values[(table["sex"] == sex).to_numpy()].dropna()
+            ax.hist(part, bins=edges, alpha=0.5, color=colour, label=sex)
+        title = f"{cp} [{CP_UNITS[cp]}]"
+        ax.set_title(title + (f": every subject {constant:g}" if constant is not None else ""),
+                     fontsize=9)  # fmt: skip
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
