@@ -175,3 +175,20 @@ def test_import_help_shows_the_layout_the_columns_and_the_profiles(capsys):
                   "LVEDV LVESV", "optional: split", "--profile", "smoke 32 px / 100 Hz",
                   "--keep-work", "ctrip cohort template generic DIR"):  # fmt: skip
         assert words in text, words
+
+
+def test_a_subject_whose_phenotypes_contradict_each_other_is_dropped_not_the_import(
+    tmp_path: Path,
+):
+    root = _study(tmp_path / "study")
+    table = _table(IDS)
+    table.loc[2, "LVESV"] = table.loc[2, "LVEDV"] + 5.0  # G3: ESV above EDV
+    table.loc[4, "RVEF"] = table.loc[4, "RVEF"] + 10.0  # G5: EF not SV / EDV
+    table.to_csv(root / "subjects.csv", index=False)
+    report = _import(root, tmp_path / "cohort")
+    dropped = {d["id"]: d for d in report.dropped}
+    assert set(dropped) == {"G3", "G5"}
+    assert dropped["G3"]["reason"] == "inconsistent phenotypes"
+    assert dropped["G3"]["detail"].startswith("LVESV: ")
+    assert dropped["G5"]["detail"].startswith("RVEF: ")
+    assert len(Cohort.open(tmp_path / "cohort").table) == len(IDS) - 2

@@ -1030,49 +1030,61 @@ def with_consistent_chambers(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def cp_relation_problems(table: pd.DataFrame, table_file: Path) -> list[CohortError]:
-    """Subjects whose CPs contradict their definitions: a smaller volume above the larger one,
-    a stroke volume that is not their difference, an ejection fraction that is not SV / EDV."""
-    problems: list[CohortError] = []
-    ids = table["id"].astype(str) if "id" in table else pd.Series(map(str, range(len(table))))
+def _cp_relation_checks(table: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, Any]]:
+    """(field, rows breaking it, words(row)) for each relation between a chamber's CPs: the
+    smaller volume not above the larger, SV their difference, EF = 100 SV / EDV."""
     for large, small, stroke, fraction in CHAMBERS:
         if not {large, small, stroke, fraction} <= set(table.columns):
             continue
         edv, esv, sv, ef = (pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
                             for c in (large, small, stroke, fraction))  # fmt: skip
-        problems += _rows_problem(
+        yield (
+            small,
             esv > edv,
-            ids,
             lambda r, edv=edv, esv=esv, large=large, small=small: (
                 f"{small} {esv[r]:g} mL is above {large} {edv[r]:g} mL"
             ),
-            table_file,
-            small,
         )
         tolerance = np.maximum(SV_TOLERANCE_ML, SV_TOLERANCE_FRACTION * np.abs(edv))
-        problems += _rows_problem(
+        yield (
+            stroke,
             np.abs(sv - (edv - esv)) > tolerance,
-            ids,
             lambda r, edv=edv, esv=esv, sv=sv, large=large, small=small, tol=tolerance: (
                 f"{sv[r]:g} mL is not {large} - {small} = {edv[r] - esv[r]:g} mL "
                 f"(within {tol[r]:g} mL)"
             ),
-            table_file,
-            stroke,
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = 100.0 * sv / edv
-        problems += _rows_problem(
+        yield (
+            fraction,
             (edv > 0) & (np.abs(ef - expected) > EF_TOLERANCE_POINTS),
-            ids,
             lambda r, ef=ef, expected=expected, large=large, stroke=stroke: (
                 f"{ef[r]:g} % is not 100 {stroke} / {large} = {expected[r]:.4g} % "
                 f"(within {EF_TOLERANCE_POINTS:g} points)"
             ),
-            table_file,
-            fraction,
         )
-    return problems
+
+
+def cp_relation_problems(table: pd.DataFrame, table_file: Path) -> list[CohortError]:
+    """Subjects whose CPs contradict their definitions: a smaller volume above the larger one,
+    a stroke volume that is not their difference, an ejection fraction that is not SV / EDV."""
+    ids = table["id"].astype(str) if "id" in table else pd.Series(map(str, range(len(table))))
+    return [
+        problem
+        for field, bad, words in _cp_relation_checks(table)
+        for problem in _rows_problem(bad, ids, words, table_file, field)
+    ]
+
+
+def inconsistent_cp_rows(table: pd.DataFrame) -> dict[int, str]:
+    """{row: the first relation between its CPs that it breaks}: the rows an importer drops
+    (one subject's bad row must not refuse a whole extract)."""
+    rows: dict[int, str] = {}
+    for field, bad, words in _cp_relation_checks(table):
+        for row in np.flatnonzero(bad):
+            rows.setdefault(int(row), f"{field}: {words(int(row))}")
+    return rows
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

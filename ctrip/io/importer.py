@@ -42,6 +42,7 @@ from ctrip.data.cohort import (
     CohortWriter,
     check_free_space,
     check_replaceable,
+    inconsistent_cp_rows,
     write_errors,
 )
 from ctrip.data.schema import ARRAY_MODALITIES, CP_NAMES, LEADS
@@ -607,7 +608,8 @@ def _check_work_folder(work: Path) -> None:
 def _drop_impossible(
     table: pd.DataFrame, drops: list[dict[str, str]], subjects: list[SubjectFiles]
 ) -> tuple[pd.DataFrame, list[dict[str, str]], list[SubjectFiles]]:
-    """Drop the subjects whose table row holds a physically impossible value (LVEF 250 %)."""
+    """Drop the subjects whose table row holds a physically impossible value (LVEF 250 %) or
+    CPs that contradict each other (LVESV above LVEDV, LVEF not 100 LVSV / LVEDV)."""
     bad: dict[int, str] = {}
     for column in table.columns:
         spec = plausibility.TABLE_RANGES.get(column)
@@ -621,10 +623,14 @@ def _drop_impossible(
                 f"{column} = {values[row]:g} {spec.unit} is outside the possible range "
                 f"{low:g}-{high:g} {spec.unit}",
             )
+    reasons = dict.fromkeys(bad, "impossible value")
+    for row, detail in inconsistent_cp_rows(table).items():
+        if row not in bad:
+            bad[row], reasons[row] = detail, "inconsistent phenotypes"
     if not bad:
         return table, drops, subjects
     ids = table["id"].astype(str).to_numpy()
-    drops += [{"id": ids[r], "reason": "impossible value", "detail": d} for r, d in bad.items()]
+    drops += [{"id": ids[r], "reason": reasons[r], "detail": d} for r, d in bad.items()]
     gone = {ids[r] for r in bad}
     keep = ~np.isin(ids, list(gone))
     return (
