@@ -1072,8 +1072,8 @@ def cp_relation_problems(table: pd.DataFrame, table_file: Path) -> list[CohortEr
     ids = table["id"].astype(str) if "id" in table else pd.Series(map(str, range(len(table))))
     return [
         problem
-        for field, bad, words in _cp_relation_checks(table)
-        for problem in _rows_problem(bad, ids, words, table_file, field)
+        for column, bad, words in _cp_relation_checks(table)
+        for problem in _rows_problem(bad, ids, words, table_file, column)
     ]
 
 
@@ -1081,9 +1081,9 @@ def inconsistent_cp_rows(table: pd.DataFrame) -> dict[int, str]:
     """{row: the first relation between its CPs that it breaks}: the rows an importer drops
     (one subject's bad row must not refuse a whole extract)."""
     rows: dict[int, str] = {}
-    for field, bad, words in _cp_relation_checks(table):
+    for column, bad, words in _cp_relation_checks(table):
         for row in np.flatnonzero(bad):
-            rows.setdefault(int(row), f"{field}: {words(int(row))}")
+            rows.setdefault(int(row), f"{column}: {words(int(row))}")
     return rows
 
 
