@@ -234,3 +234,33 @@ def test_physiology_report_cmr_rows_within_tolerance(population):
     assert len(report) == 11 and report["source"].str.startswith("Petersen et al. 2017").all()
     assert report["within"].all(), report.loc[~report["within"]]
     assert not any("DESIGN" in s for s in report["source"])
+
+
+def _warning_lines_are_one_line_each(err: str, cohort: Path) -> list[str]:
+    lines = [line for line in err.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("warning: ")]
+    assert "PlausibilityWarning" not in err and "writer.finish" not in err, err
+    assert all(line.startswith(f"warning: {cohort}: ") for line in said), said
+    return said
+
+
+def test_synthesis_warnings_print_one_line_each_naming_the_cohort(tmp_path, capsys):
+    from ctrip.cli import main
+
+    out = tmp_path / "c"
+    assert main(["cohort", "synth", "--n", "12", "--profile", "smoke", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    said = _warning_lines_are_one_line_each(capsys.readouterr().err, out)
+    # 12 subjects leave 8 / 2 / 2 per split: one warning per split, each on its own line
+    assert sum("field split: only" in line for line in said) == 3
+
+
+def test_the_pipeline_cohort_step_prints_its_warnings_one_line_each(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from ctrip.pipeline.runner import _synthesize
+
+    spec = {"n_subjects": 12, "seed": 0, "sizes": SMOKE.to_dict(), "workers": 1}
+    _synthesize(SimpleNamespace(parameters={"cohort": spec}), tmp_path)
+    said = _warning_lines_are_one_line_each(capsys.readouterr().err, tmp_path / "cohort")
+    assert sum("field split: only" in line for line in said) == 3

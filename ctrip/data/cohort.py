@@ -343,12 +343,8 @@ class CohortWriter:
         # The sha256 were computed from these very files a moment ago; everything else is
         # checked in full. Raises CohortError and leaves .partial for inspection.
         cohort = Cohort.open(self.partial, full=True, verify_checksums=False)
-        if cohort.warnings:
-            warnings.warn(
-                f"{self.out_dir}: " + "\n  ".join(cohort.warnings),
-                PlausibilityWarning,
-                stacklevel=3,
-            )
+        for said in cohort.warnings:  # one warning, one line, each naming the cohort
+            warnings.warn(f"{self.out_dir}: {said}", PlausibilityWarning, stacklevel=3)
         if self.out_dir.exists():
             check_replaceable(self.out_dir)
             shutil.rmtree(self.out_dir)

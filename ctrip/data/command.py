@@ -1,5 +1,6 @@
-"""`ctrip cohort validate PATH`: check a cohort in full and report the first problem, or a
-summary with the plausibility warnings (see `ctrip.data.plausibility`)."""
+"""`ctrip cohort validate PATH`: check a cohort in full and report every problem (up to a cap,
+with a count of the rest), or a summary with the plausibility warnings, one line each (see
+`ctrip.data.plausibility`)."""
 
 from __future__ import annotations
 

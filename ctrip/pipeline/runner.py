@@ -185,18 +185,20 @@ def notebook_parameters(
 
 
 def _synthesize(run: Run, out_dir: Path) -> None:
+    from ctrip.data.cohort import Cohort, plausibility_warnings_printed
     from ctrip.data.synth import SynthSizes, synthesize_cohort
 
     spec = run.parameters["cohort"]
     if spec.get("path"):
-        from ctrip.data.cohort import Cohort
-
-        Cohort.validate(spec["path"])  # a cohort brought by the user: the full check, once
+        cohort = Cohort.validate(spec["path"])  # a cohort brought by the user: the full check
+        for said in cohort.warnings:
+            print(f"warning: {spec['path']}: {said}", file=sys.stderr)
         (out_dir / "cohort.json").write_text(json.dumps({"path": str(spec["path"])}))
         return
     sizes = SynthSizes(**spec["sizes"])
-    synthesize_cohort(out_dir / "cohort", int(spec["n_subjects"]), seed=int(spec["seed"]), sizes=sizes,
-                      workers=int(spec.get("workers", 1)), progress=True)  # fmt: skip
+    with plausibility_warnings_printed():  # one line each, not Python's warning with its source
+        synthesize_cohort(out_dir / "cohort", int(spec["n_subjects"]), seed=int(spec["seed"]),
+                          sizes=sizes, workers=int(spec.get("workers", 1)), progress=True)  # fmt: skip
 
 
 def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
