@@ -161,6 +161,17 @@ def test_good_values_still_pass():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_of_each_notebook(path):
+    """`papermill --help-notebook` (and its parameter inspection) sees every parameter: a
+    second `=` on a line, even in a comment, makes papermill skip it with a warning."""
+    from papermill.inspection import _infer_parameters
+    from papermill.iorw import load_notebook_node
+
+    seen = {p.name for p in _infer_parameters(load_notebook_node(str(path)))}
+    assert seen == set(defaults_of(path)) - {"__builtins__"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_notebook_checks_its_parameters_right_after_them(path):
     book, index = parameters_cell(path)
     names = defaults_of(path)
