@@ -9,6 +9,8 @@ estimate."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +116,23 @@ def test_own_raw_files_import_validate_and_build_a_book(tmp_path: Path, capsys):
     )  # fmt: skip
     assert pd.read_csv(alone / "screening.csv").empty
     assert (alone / "figures" / "screening_roc.png").is_file()
+
+    # Every page of that book in headless Chromium, as `make check-book` reads the smoke book
+    checked = subprocess.run(
+        [sys.executable, str(REPO_DIR / "scripts" / "check_book_in_browser.py"),
+         str(book / "_build" / "html")], capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert checked.returncode == 0, (checked.stdout + checked.stderr)[-3000:]
+
+    # `ctrip predict` on the raw study folder (every layout the importer read) with the book's
+    # L_sup model: one row per subject, and no interval from a 5-subject validation split.
+    checkpoint = run_folder(results, "stage3_L_sup") / "fraction1_seed0" / "stage3-localizer.pt"
+    code, _, err = _cli(["predict", "--checkpoint", str(checkpoint), "--localizer", str(study),
+                         "--out", str(tmp_path / "cps.csv")], capsys)  # fmt: skip
+    assert code == 0, err[-3000:]
+    predicted = pd.read_csv(tmp_path / "cps.csv")
+    assert sorted(predicted["id"].unique()) == sorted(table["id"])
+    assert (predicted.groupby("id")["phenotype"].nunique() == 18).all()
+    assert np.isfinite(predicted["value"]).all()
+    assert "no 90% intervals: split conformal needs at least 9 calibration subjects" in err
+    assert "has 5" in err
