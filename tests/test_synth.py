@@ -261,6 +261,9 @@ def test_the_pipeline_cohort_step_prints_its_warnings_one_line_each(tmp_path, ca
     from ctrip.pipeline.runner import _synthesize
 
     spec = {"n_subjects": 12, "seed": 0, "sizes": SMOKE.to_dict(), "workers": 1}
-    _synthesize(SimpleNamespace(parameters={"cohort": spec}), tmp_path)
-    said = _warning_lines_are_one_line_each(capsys.readouterr().err, tmp_path / "cohort")
+    work, published = tmp_path / ".tmp-cohort-1", tmp_path / "cohort"
+    work.mkdir()
+    _synthesize(SimpleNamespace(parameters={"cohort": spec}), work, published)
+    # named as published, never by the temporary folder it is made in
+    said = _warning_lines_are_one_line_each(capsys.readouterr().err, published / "cohort")
     assert sum("field split: only" in line for line in said) == 3
