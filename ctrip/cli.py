@@ -15,6 +15,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("cohort", "import"), "ctrip.io.command", "import UK Biobank or other data as a cohort"),
     (("predict",), "ctrip.predict", "predict the 18 CPs from localizer images"),
     (("run",), "ctrip.pipeline.command", "run the notebooks of a profile and build the book"),
+    (("status",), "ctrip.pipeline.status", "list the runs of a results folder and their jobs"),
 ]
 
 
