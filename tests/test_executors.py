@@ -334,3 +334,20 @@ def test_bad_executor_inputs_are_one_line(tmp_path, capsys, monkeypatch):
     assert "not a results folder of `ctrip run`" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         main(["run", "--profile", "smoke", "--executor", "pbs"])
+
+
+def test_a_failed_notebook_names_its_cell_and_the_job_log(tmp_path, job_notebooks, tiny_cohort):
+    results = tmp_path / "results"
+    plan = [*job_plan(tiny_cohort), Run("d", "fail.ipynb", {}, needs=["cohort", "a"])]
+    with pytest.raises(PipelineError) as failure:
+        run_plan(plan, results, notebooks_dir=job_notebooks, settings=SETTINGS, progress=False,
+                 log=quiet, executor="submitit-local")  # fmt: skip
+    job = read_jobs(results)["d"]
+    message = str(failure.value)
+    assert (
+        f"run d: job {job['job_id']} failed: run d: notebook fail.ipynb failed in cell 3" in message
+    )
+    assert "ValueError: the simulated failure" in message and f"log: {job['log']}" in message
+    assert "simulated failure" in Path(job["log"]).read_text()
+    # as with --executor local: no new run starts; the jobs going finish and are kept
+    assert all((results / "runs" / name).is_dir() for name in read_jobs(results) if name != "d")

@@ -234,8 +234,12 @@ class JobSubmitter:
         outcome, value = cloudpickle.loads(result.read_bytes())
         if outcome == "success":
             return None
+        # submitit keeps the job's traceback: the exception's message follows its last frame
         lines = [line for line in str(value).strip().splitlines() if line.strip()]
-        return lines[-1] if lines else "it failed"
+        frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+        message = " ".join(lines[frames[-1] + 1 :] if frames else lines[-1:]) or "it failed"
+        kind, _, text = message.partition(": ")
+        return text if kind.endswith("PipelineError") else message
 
     def cancel_submitted(self) -> list[str]:
         """Cancel the jobs this invocation submitted that have not finished; their names."""
