@@ -94,7 +94,7 @@ def test_submitit_local_runs_jobs_in_order_with_the_local_results(tmp_path, job_
     log: list[str] = []
     outcomes = run_plan(job_plan(tiny_cohort), jobs, notebooks_dir=job_notebooks,
                         settings=SETTINGS, progress=False, log=log.append,
-                        executor="submitit-local")  # fmt: skip
+                        executor="submitit-local", jobs=1)  # fmt: skip
     assert executed(outcomes) == {"cohort", "a", "b", "c", "e"}
     assert output_hashes(jobs) == output_hashes(local)
     assert (jobs / "runs" / "e" / "value.txt").read_text() == "111"
@@ -109,6 +109,11 @@ def test_submitit_local_runs_jobs_in_order_with_the_local_results(tmp_path, job_
     for run, reads in (("a", "cohort"), ("b", "a"), ("e", "b")):
         assert line(f"{reads}: done") < line(f"] {run} ") < line(f"{run}: done")
 
+    submitted = [i for i, x in enumerate(log) if "submitted as job" in x]
+    for i in submitted:  # --jobs 1: each job once the one before it is done
+        assert sum("submitted as job" in x for x in log[:i]) == sum(
+            ": done (job" in x for x in log[:i]
+        )
     assert main(["status", str(jobs)]) == 0
     # a second invocation submits nothing
     again = run_plan(job_plan(tiny_cohort), jobs, notebooks_dir=job_notebooks, settings=SETTINGS,

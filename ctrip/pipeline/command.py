@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="build the book into this folder instead (its _build/html/ subfolder); "
                         "refused when it holds files an earlier build did not write")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None,
-                        help="notebooks executed at once (default: the profile's `jobs`); "
+                        help="notebooks executed at once, also with --executor submitit-local "
+                        "(default: the profile's `jobs`); "
                         "the numbers do not depend on it")  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is up to date"

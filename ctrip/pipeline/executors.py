@@ -266,8 +266,10 @@ def wait_for_jobs(
     interrupted: Callable[[], bool],
     log: Callable[[str], None],
     poll_s: float = 2.0,
+    max_running: int | None = None,
 ) -> dict[str, str]:
-    """Submit each stale run once the runs it reads are done, wait for its job, and return
+    """Submit each stale run once the runs it reads are done (at most `max_running` jobs at
+    once; None: no limit, the scheduler's queue decides), wait for its job, and return
     {run: "executed" | "up to date"}; raise the first failure (naming the job's log) once the
     jobs going have ended, or `RunInterrupted` after cancelling on Ctrl-C."""
     from ctrip.pipeline.cache import run_status
@@ -286,7 +288,7 @@ def wait_for_jobs(
                 + "; a re-run of the same command resumes"
             )  # fmt: skip
         for run in [r for r in pending if all(n in done for n in r.needs)]:
-            if failures:
+            if failures or (max_running is not None and len(running) >= max_running):
                 break
             pending.remove(run)
             if run.name not in stale:
@@ -315,7 +317,7 @@ def wait_for_jobs(
             log(f"{name}: FAILED (job {job['job_id']}, log {job['log']})")
         if failures and not running:
             break
-        if running and not any(submitter.finished(n) for n in running):
+        if running and not any(submitter.finished(n) for n in running):  # nothing to do yet
             time.sleep(poll_s)
         elif not running and pending and not any(all(n in done for n in r.needs) for r in pending):
             break

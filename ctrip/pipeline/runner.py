@@ -385,7 +385,7 @@ def run_plan(
     recorded size and modification time is trusted unchanged). Ctrl-C starts no new run, ends the runs going (none is published)
     and raises `RunInterrupted` (see `Interruption`). `executor` "submitit-local" or "slurm"
     makes each run a job with the resources of `settings["resources"]`
-    (`ctrip.pipeline.executors`; `jobs` does not apply).
+    (`ctrip.pipeline.executors`); `jobs` caps the local jobs at once, not SLURM's.
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
     interruption = Interruption()
@@ -451,7 +451,8 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
             log(f"{head[run.name]} submitted as job {job['job_id']} (log {job['log']})")
 
         states = wait_for_jobs(plan, results_dir, stale, keys, submitter, submit,
-                               publish_up_to_date, lambda: interruption.requested, log)  # fmt: skip
+                               publish_up_to_date, lambda: interruption.requested, log,
+                               max_running=jobs if executor == "submitit-local" else None)  # fmt: skip
         return _finish(plan, results_dir, settings,
                        {n: RunOutcome(n, s, 0.0, keys[n]) for n, s in states.items()})  # fmt: skip
 
