@@ -337,6 +337,11 @@ def test_bad_executor_inputs_are_one_line(tmp_path, capsys, monkeypatch):
     assert main(["status", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert "not a results folder of `ctrip run`" in err and "Traceback" not in err
+    (tmp_path / "r" / "runs").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "r" / "jobs.json").write_text("{truncated")
+    assert main(["status", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "jobs.json: not a job record" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         main(["run", "--profile", "smoke", "--executor", "pbs"])
 

@@ -13,12 +13,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctrip.pipeline.cache import PipelineError
     from ctrip.pipeline.executors import run_states
 
     results = args.results
     if not (results / "runs").is_dir():
         raise ValueError(f"{results}: not a results folder of `ctrip run` (it has no runs/)")
-    rows = run_states(results)
+    try:
+        rows = run_states(results)
+    except PipelineError as err:  # an unreadable job record: one line, as for bad input
+        raise ValueError(str(err)) from None
     for row in rows:
         print(f"{row['run']:<24} {row['state']:<8} job {row['job_id']:<10} log {row['log']}")
     counts = {
