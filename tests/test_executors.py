@@ -78,6 +78,13 @@ def output_hashes(results: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, the deepest first (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    below = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return [p for child in below for p in process_tree(child)] + [pid]
+
+
 def wait_for(condition, timeout: float = 120.0) -> None:
     t0 = time.monotonic()
     while not condition():
@@ -127,15 +134,16 @@ def test_a_killed_job_is_rerun_with_its_dependants_only(tmp_path, job_notebooks,
     hold.touch()
     plan = job_plan(tiny_cohort, hold)
 
-    def kill_b() -> None:
+    def kill_b() -> None:  # the job and every process under it, as SLURM ends a job
         wait_for(lambda: "b" in read_jobs(results))
-        os.kill(int(read_jobs(results)["b"]["job_id"]), signal.SIGKILL)
+        for pid in process_tree(int(read_jobs(results)["b"]["job_id"])):
+            os.kill(pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_b)
     killer.start()
     with pytest.raises(PipelineError) as failure:
         run_plan(plan, results, notebooks_dir=job_notebooks, settings=SETTINGS, progress=False,
-                 log=quiet, executor="submitit-local")  # fmt: skip
+                 log=quiet, executor="submitit-local", jobs=2)  # fmt: skip
     killer.join()
     job = read_jobs(results)["b"]
     assert f"run b: job {job['job_id']} failed" in str(failure.value)
@@ -149,7 +157,7 @@ def test_a_killed_job_is_rerun_with_its_dependants_only(tmp_path, job_notebooks,
 
     hold.unlink()  # b's key is unchanged: the kill, not its parameters, made it fail
     again = run_plan(plan, results, notebooks_dir=job_notebooks, settings=SETTINGS,
-                     progress=False, log=quiet, executor="submitit-local")  # fmt: skip
+                     progress=False, log=quiet, executor="submitit-local", jobs=2)  # fmt: skip
     assert executed(again) == {"b", "e"}
     assert (results / "runs" / "e" / "value.txt").read_text() == "111"
 
@@ -190,8 +198,8 @@ script = pathlib.Path(sys.argv[-1]).read_text()
 ids = sorted(int(p.stem) for p in state.glob("*.state"))
 job_id = str((ids[-1] if ids else 100) + 1)
 name = re.search(r"--job-name=(\\S+)", script).group(1)
-done = sorted(p.read_text().split()[1] for p in state.glob("*.state")
-              if p.read_text().split()[0] == "COMPLETED")
+runs = pathlib.Path(os.environ["FAKE_SLURM_RESULTS"]) / "runs"  # published runs
+done = sorted("ctrip-" + p.name for p in runs.glob("[!.]*")) if runs.is_dir() else []
 with open(state / "submissions.log", "a") as log:
     log.write(f"{{job_id}} {{name}} done-before={{','.join(done)}}\\n")
 (state / f"{{job_id}}.sbatch").write_text(script)
@@ -251,6 +259,7 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM", str(state))
+    monkeypatch.setenv("FAKE_SLURM_RESULTS", str(tmp_path / "results"))
     return state
 
 
