@@ -16,6 +16,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("cohort", "template"), "ctrip.io.template", "write an example study in an import layout"),
     (("predict",), "ctrip.predict", "predict the 18 CPs from localizer images"),
     (("run",), "ctrip.pipeline.command", "run the notebooks of a profile and build the book"),
+    (("status",), "ctrip.pipeline.status", "list the runs of a results folder and their jobs"),
 ]
 
 

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ctrip.pipeline.executors import EXECUTORS
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default",
@@ -27,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="build the book into this folder instead (its _build/html/ subfolder); "
                         "refused when it holds files an earlier build did not write")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None,
-                        help="notebooks executed at once (default: the profile's `jobs`); "
+                        help="notebooks executed at once, also with --executor submitit-local "
+                        "(default: the profile's `jobs`); "
                         "the numbers do not depend on it")  # fmt: skip
     parser.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is up to date"
@@ -37,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="recompute the sha256 of every recorded output and re-run what differs (by default "
         "an output with its recorded size and modification time is trusted unchanged; one whose "
         "size or time moved is hashed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, default="local",
+        help="local: notebooks on this machine (--jobs at once); slurm: each run one SLURM job "
+        "(the profile's `resources:`), submitted once the runs it reads are done; "
+        "submitit-local: the same as separate local processes. `ctrip status RESULTS` lists them",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.set_defaults(func=run)
@@ -67,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = args.jobs or int(settings.get("jobs", 1))
         outcomes = run_plan(
             plan, results, settings=settings, jobs=jobs, progress=not args.no_progress,
-            verify=args.verify,
+            verify=args.verify, executor=args.executor,
         )  # fmt: skip
         executed = sum(o.status == "executed" for o in outcomes)
         print(f"ctrip run: {executed} executed, {len(outcomes) - executed} up to date, "

@@ -388,6 +388,7 @@ def run_plan(
     progress: bool = True,
     log: Callable[[str], None] = lambda s: print(s, flush=True),
     verify: bool = False,
+    executor: str = "local",
 ) -> list[RunOutcome]:
     """Bring every run of `plan` up to date under `results_dir`; return what was done.
 
@@ -396,13 +397,15 @@ def run_plan(
     already going finish and are kept, and the first error is raised. The results folder is
     locked for the duration. `verify` hashes every recorded output (by default one with its
     recorded size and modification time is trusted unchanged). Ctrl-C starts no new run, ends the runs going (none is published)
-    and raises `RunInterrupted` (see `Interruption`).
+    and raises `RunInterrupted` (see `Interruption`). `executor` "submitit-local" or "slurm"
+    makes each run a job with the resources of `settings["resources"]`
+    (`ctrip.pipeline.executors`); `jobs` caps the local jobs at once, not SLURM's.
     """
     results_dir, notebooks_dir = Path(results_dir).resolve(), Path(notebooks_dir)
     interruption = Interruption()
     with results_lock(results_dir), interruption.handling():
         return _run_locked(plan, results_dir, notebooks_dir, kernel_name, settings, jobs, progress,
-                           log, interruption, verify)  # fmt: skip
+                           log, interruption, verify, executor)  # fmt: skip
 
 
 def ready_runs(pending: list[Run], done: Any) -> list[Run]:
@@ -414,7 +417,8 @@ def ready_runs(pending: list[Run], done: Any) -> list[Run]:
 
 def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_name: str,
                 settings: dict | None, jobs: int, progress: bool, log: Callable[[str], None],
-                interruption: Interruption, verify: bool) -> list[RunOutcome]:  # fmt: skip
+                interruption: Interruption, verify: bool,
+                executor: str = "local") -> list[RunOutcome]:  # fmt: skip
     (results_dir / "runs").mkdir(parents=True, exist_ok=True)
     records = run_records(plan, notebooks_dir)
     keys = {name: r["key"] for name, r in records.items()}
@@ -445,6 +449,27 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                 "hashes": {"notebook_sha256": records[run.name]["notebook"] or None,
                            "ctrip_code_sha256": records[run.name]["code"]}, **common}  # fmt: skip
 
+    def publish_up_to_date(run: Run) -> None:
+        log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
+        _publish(run, run_folder(results_dir, run.name), results_dir)
+
+    if executor != "local":
+        from ctrip.pipeline.executors import JobSubmitter, execute_job, wait_for_jobs
+
+        submitter = JobSubmitter(executor, results_dir, (settings or {}).get("resources", {}),
+                                 [r.name for r in plan])  # fmt: skip
+
+        def submit(run: Run) -> None:
+            job = submitter.submit(run, keys[run.name], execute_job, run, plan, results_dir,
+                                   notebooks_dir, kernel_name, record(run))  # fmt: skip
+            log(f"{head[run.name]} submitted as job {job['job_id']} (log {job['log']})")
+
+        states = wait_for_jobs(plan, results_dir, stale, keys, submitter, submit,
+                               publish_up_to_date, lambda: interruption.requested, log,
+                               max_running=jobs if executor == "submitit-local" else None)  # fmt: skip
+        return _finish(plan, results_dir, settings,
+                       {n: RunOutcome(n, s, 0.0, keys[n]) for n, s in states.items()})  # fmt: skip
+
     pending, running, failure, ended = list(plan), {}, None, []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
@@ -453,8 +478,7 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
                     break
                 pending.remove(run)
                 if run.name not in stale:
-                    log(f"{head[run.name]} up to date ({keys[run.name][:10]})")
-                    _publish(run, run_folder(results_dir, run.name), results_dir)
+                    publish_up_to_date(run)
                     outcomes[run.name] = RunOutcome(run.name, "up to date", 0.0, keys[run.name])
                     continue
                 why = status[run.name].removeprefix("to run ")
@@ -497,6 +521,12 @@ def _run_locked(plan: list[Run], results_dir: Path, notebooks_dir: Path, kernel_
         )
     if failure is not None:
         raise failure
+    return _finish(plan, results_dir, settings, outcomes)
+
+
+def _finish(plan: list[Run], results_dir: Path, settings: dict | None,
+            outcomes: dict[str, RunOutcome]) -> list[RunOutcome]:  # fmt: skip
+    """A plan brought up to date: its settings recorded, its outcomes in plan order."""
     if settings is not None:
         (results_dir / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
     return [outcomes[r.name] for r in plan]

@@ -90,6 +90,19 @@ def _datamodule(cohort: Cohort, modalities: Sequence[str], config: dict[str, Any
     return dm
 
 
+def _sync_batchnorm(trainer: dict[str, Any]) -> bool:
+    """Training spreads over several GPUs (devices or nodes): the regression head's BatchNorm
+    then takes its statistics over the batches of every process (SyncBatchNorm, GPU-only in
+    torch), so that the result is the single-process one. On CPUs each process keeps its own."""
+    if trainer["accelerator"] == "cpu" or not torch.cuda.is_available():
+        return False
+    devices = trainer["devices"]
+    many = (isinstance(devices, int) and devices > 1) or (
+        isinstance(devices, list) and len(devices) > 1
+    )
+    return many or devices == -1 or int(trainer["num_nodes"]) > 1
+
+
 def _fit(module: Any, dm: Any, config: dict[str, Any], stage: str, out_dir: Path) -> Any:
     """Train with early stopping on val_loss; leave the best epoch's weights in `module`."""
     import lightning as L
@@ -106,7 +119,7 @@ def _fit(module: Any, dm: Any, config: dict[str, Any], stage: str, out_dir: Path
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=t["enable_progress_bar"], num_sanity_val_steps=0,
         log_every_n_steps=t["log_every_n_steps"], deterministic=t["deterministic"],
-        default_root_dir=out_dir,
+        default_root_dir=out_dir, sync_batchnorm=_sync_batchnorm(t),
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
     if best.state is not None:
