@@ -130,6 +130,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "figures.umap.n_neighbors": (2.0, math.inf, True, True),
     "figures.umap.min_dist": (0.0, 1.0, True, True),
     "run.n_bootstrap": _NONNEGATIVE, "run.ceiling_reference_subjects": _POSITIVE,
+    "resources.*.gpus": _NONNEGATIVE, "resources.*.cpus": _POSITIVE,
+    "resources.*.mem_gb": _POSITIVE, "resources.*.time_min": _POSITIVE,
 }  # fmt: skip
 # Leaves whose default is null or that hold either type.
 TYPES: dict[str, tuple[type, ...]] = {
