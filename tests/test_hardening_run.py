@@ -27,6 +27,7 @@ from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import plan_status, run_plan
 from ctrip.pipeline.settings import load_settings
 from tests.factories import make_tiny_cohort
+from tests.test_hardening_cohort import _cli_error
 from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401
 
 PYTHON_ENV = {"PYTHONPATH": str(REPO_DIR), "PATH": "/usr/bin:/bin"}
@@ -34,15 +35,6 @@ PYTHON_ENV = {"PYTHONPATH": str(REPO_DIR), "PATH": "/usr/bin:/bin"}
 
 def quiet(_: str) -> None:
     pass
-
-
-def _cli_error(argv: list[str], capsys) -> str:
-    """Run the `ctrip` command; it must fail with exit code 2 and one `error:` line."""
-    capsys.readouterr()
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
-    return err.splitlines()[0]
 
 
 # ---- item 1: --overwrite replaces only a cohort of this project's format -------------------------
