@@ -369,15 +369,19 @@ class PlausibilityWarning(UserWarning):
 
 
 @contextmanager
-def plausibility_warnings_printed() -> Iterator[None]:
+def plausibility_warnings_printed(renamed: tuple[Path, Path] | None = None) -> Iterator[None]:
     """For commands: print plausibility warnings as `warning: ...` lines on stderr, not as Python
-    warnings with a source line; every other warning passes through unchanged."""
+    warnings with a source line; every other warning passes through unchanged. `renamed`:
+    (folder written, folder it is published as), so the warnings name where the cohort will be."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PlausibilityWarning)
         yield
     for warning in caught:
         if issubclass(warning.category, PlausibilityWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
+            said = str(warning.message)
+            if renamed is not None:
+                said = said.replace(str(renamed[0]), str(renamed[1]))
+            print(f"warning: {said}", file=sys.stderr)
         else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -188,7 +187,7 @@ def notebook_parameters(
 def _synthesize(run: Run, out_dir: Path, final: Path | None = None) -> None:
     """The cohort run: simulate the profile's cohort into `out_dir` (published later as
     `final`, the folder its warnings name), or check the cohort the user brought."""
-    from ctrip.data.cohort import Cohort, PlausibilityWarning
+    from ctrip.data.cohort import Cohort, plausibility_warnings_printed
     from ctrip.data.synth import SynthSizes, synthesize_cohort
 
     spec = run.parameters["cohort"]
@@ -199,18 +198,9 @@ def _synthesize(run: Run, out_dir: Path, final: Path | None = None) -> None:
         (out_dir / "cohort.json").write_text(json.dumps({"path": str(spec["path"])}))
         return
     sizes = SynthSizes(**spec["sizes"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PlausibilityWarning)
+    with plausibility_warnings_printed((out_dir, final or out_dir)):
         synthesize_cohort(out_dir / "cohort", int(spec["n_subjects"]), seed=int(spec["seed"]),
                           sizes=sizes, workers=int(spec.get("workers", 1)), progress=True)  # fmt: skip
-    for warning in caught:  # one line each, naming the folder the cohort is published as
-        if issubclass(warning.category, PlausibilityWarning):
-            said = str(warning.message).replace(str(out_dir), str(final or out_dir))
-            print(f"warning: {said}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
 
 
 def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
