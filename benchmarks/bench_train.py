@@ -107,7 +107,7 @@ def stage_steps(profile: str) -> dict[str, tuple[nn.Module, Callable[[], torch.T
         {m: encoder(m, profile, config) for m in ("localizer", "ecg", "tabular")}
     )
     heads = nn.ModuleDict({m: ProjectionHead(e.dim, 256) for m, e in encoders.items()})
-    criterion = LocalizerCentricInfoNCE()
+    criterion = LocalizerCentricInfoNCE(config["stage2"]["temperatures"])
     stage2 = nn.ModuleList([encoders, heads, criterion])
     xs = {m: inputs(m, profile, batch) for m in encoders}
 

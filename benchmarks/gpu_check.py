@@ -139,7 +139,7 @@ def build(stage: str, what: str, config: dict[str, Any], cohort: Cohort) -> tupl
     if stage == "stage2":
         nets = {m: new_encoder(m, run, cohort, dm.stats) for m in modalities}
         criterion = LocalizerCentricInfoNCE(
-            modalities[1:], "localizer", section["temperatures"], False,
+            section["temperatures"], modalities[1:], "localizer", False,
             section["learn_temperature"], tuple(section["temperature_bounds"]),
         )  # fmt: skip
         return Stage2Module(nets, criterion, section, run.get("augment"), run.get("rigid")), dm

@@ -10,11 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctrip.stages.config import DEFAULT_CONFIG
-
-# Initial temperatures of the public code, by pair (anchor first): set once, in the config.
-DEFAULT_TEMPERATURES: dict[str, float] = dict(DEFAULT_CONFIG["stage2"]["temperatures"])
-
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP): row i of `a` and row i of `b` are the positive pair.
@@ -39,13 +34,15 @@ class LocalizerCentricInfoNCE(nn.Module):
     The temperature is stored as its logarithm and clamped to `bounds` when used. An
     ECG-tabular term (which C-TRIP leaves out on purpose, so that non-imaging modalities cannot
     align through shortcuts) is added only when `ecg_tabular=True`, for the ablation.
+    `temperatures` holds the initial temperature of each pair by name ("localizer-ecg"), e.g.
+    the training configuration's `stage2.temperatures`.
     """
 
     def __init__(
         self,
+        temperatures: dict[str, float],
         auxiliary: Sequence[str] = ("ecg", "tabular"),
         anchor: str = "localizer",
-        temperatures: dict[str, float] | None = None,
         ecg_tabular: bool = False,
         learnable: bool = True,
         bounds: tuple[float, float] = (0.01, 1.0),
@@ -61,7 +58,7 @@ class LocalizerCentricInfoNCE(nn.Module):
             if not {"ecg", "tabular"} <= set(auxiliary):
                 raise ValueError("the ECG-tabular term needs both ecg and tabular as auxiliaries")
             self.pairs.append(("ecg", "tabular"))
-        init = {**DEFAULT_TEMPERATURES, **(temperatures or {})}
+        init = dict(temperatures)
         missing = [pair_name(p) for p in self.pairs if pair_name(p) not in init]
         if missing:
             raise ValueError(f"no initial temperature for the pairs {missing}")

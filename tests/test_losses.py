@@ -9,6 +9,9 @@ import torch
 
 from ctrip.losses import LocalizerCentricInfoNCE, info_nce
 
+# The public code's initial temperatures, as the training configuration passes them.
+TEMPERATURES = {"localizer-ecg": 0.1, "localizer-tabular": 0.25, "ecg-tabular": 0.1}
+
 
 def test_info_nce_identity_2x2():
     a = torch.eye(2)
@@ -38,7 +41,7 @@ def test_info_nce_invariant_to_embedding_scale():
 
 
 def test_localizer_centric_pairs_and_temperatures():
-    loss = LocalizerCentricInfoNCE()
+    loss = LocalizerCentricInfoNCE(TEMPERATURES)
     assert loss.pairs == [("localizer", "ecg"), ("localizer", "tabular")]  # no ECG-tabular term
     assert math.isclose(float(loss.temperature("localizer-ecg").detach()), 0.1, rel_tol=1e-6)
     assert math.isclose(float(loss.temperature("localizer-tabular").detach()), 0.25, rel_tol=1e-6)
@@ -51,18 +54,20 @@ def test_localizer_centric_pairs_and_temperatures():
         info_nce(emb["localizer"], emb["ecg"], 0.1)
         + info_nce(emb["localizer"], emb["tabular"], 0.25),
     )
-    with_et = LocalizerCentricInfoNCE(ecg_tabular=True)
+    with_et = LocalizerCentricInfoNCE(TEMPERATURES, ecg_tabular=True)
     assert ("ecg", "tabular") in with_et.pairs and len(with_et(emb)[1]) == 3
-    only_ecg = LocalizerCentricInfoNCE(auxiliary=("ecg",))
+    only_ecg = LocalizerCentricInfoNCE(TEMPERATURES, auxiliary=("ecg",))
     assert list(only_ecg(emb)[1]) == ["localizer-ecg"]
     with pytest.raises(ValueError):
-        LocalizerCentricInfoNCE(auxiliary=("localizer",))
+        LocalizerCentricInfoNCE(TEMPERATURES, auxiliary=("localizer",))
     with pytest.raises(ValueError):
-        LocalizerCentricInfoNCE(auxiliary=("ecg",), ecg_tabular=True)
+        LocalizerCentricInfoNCE(TEMPERATURES, auxiliary=("ecg",), ecg_tabular=True)
+    with pytest.raises(ValueError, match="localizer-tabular"):
+        LocalizerCentricInfoNCE({"localizer-ecg": 0.1})  # no initial temperature for a pair
 
 
 def test_temperatures_learn_and_stay_clamped():
-    loss = LocalizerCentricInfoNCE(bounds=(0.05, 0.5))
+    loss = LocalizerCentricInfoNCE(TEMPERATURES, bounds=(0.05, 0.5))
     g = torch.Generator().manual_seed(2)
     loc = torch.randn(16, 8, generator=g)
     emb = {
@@ -80,5 +85,5 @@ def test_temperatures_learn_and_stay_clamped():
     end = {p: float(loss.temperature(p).detach()) for p in loss.log_temperature}
     assert all(abs(end[p] - start[p]) > 1e-3 for p in start)
     assert all(0.05 <= v <= 0.5 for v in end.values())
-    fixed = LocalizerCentricInfoNCE(learnable=False)
+    fixed = LocalizerCentricInfoNCE(TEMPERATURES, learnable=False)
     assert not any(p.requires_grad for p in fixed.parameters())

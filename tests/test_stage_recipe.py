@@ -14,7 +14,9 @@ def _module(lr_encoder):
         "localizer": Encoder(ImageTokenizer((16, 16), 8, 16, stem="hmlp"), 1, 2),
         "tabular": Encoder(TabularTokenizer(3, [2], 16), 1, 2),
     }
-    return Stage2Module(encoders, LocalizerCentricInfoNCE(("tabular",)), stage)
+    return Stage2Module(
+        encoders, LocalizerCentricInfoNCE({"localizer-tabular": 0.25}, ("tabular",)), stage
+    )
 
 
 def test_stage2_trains_encoders_at_their_own_learning_rate():

@@ -238,7 +238,7 @@ def run_stage2(
             )
         nets[m] = _init_encoder(encoders[m], m, fresh)
     criterion = LocalizerCentricInfoNCE(
-        auxiliary, "localizer", stage["temperatures"], ecg_tabular,
+        stage["temperatures"], auxiliary, "localizer", ecg_tabular,
         stage["learn_temperature"], tuple(stage["temperature_bounds"]),
     )  # fmt: skip
     module = Stage2Module(nets, criterion, stage, config.get("augment"), config.get("rigid"))
