@@ -62,13 +62,15 @@ def test_timings_table_and_markdown(fake_results):
     assert summary["critical_s"] == 260.0 and summary["wall_s"] == 510.0
     assert summary["span_s"] == 260.0  # 12:00:00 to c's end at 12:04:20
     assert summary["cpu_s"] == pytest.approx(230.0)  # b's CPU not recorded
+    # 0-10 s: cohort; 10-60: a, b, d; 60-110: a, d; 110-210: c, d; 210-260: c
+    assert summary["concurrency"] == {1: 60.0, 2: 150.0, 3: 50.0}
     text = timings_markdown(plan, fake_results)
     assert "| a | 12:00:10 | 100.0 | 50.0 | 0.50 | yes |" in text
     assert "| b | 12:00:10 | 50.0 | not recorded |  |  |" in text
     assert "Critical path (260 s): cohort -> a -> c" in text
     assert (
         "5 runs; first start to last end 260 s; wall seconds summed over runs 510 s (1.96 runs "
-        "at once on average); CPU 230 s." in text
+        "at once on average); CPU 230 s. Seconds with k runs going: 1: 60, 2: 150, 3: 50." in text
     )
 
 

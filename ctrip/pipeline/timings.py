@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -63,9 +64,26 @@ def run_timings(plan: list[Run], results_dir: str | Path) -> pd.DataFrame:
     return table
 
 
-def plan_summary(plan: list[Run], table: pd.DataFrame) -> dict[str, float | list[str]]:
+def concurrency(table: pd.DataFrame) -> dict[int, float]:
+    """Seconds of the span (first start to last end) during which k runs were going, by k: the
+    seconds at k below the number of runs allowed at once are idle slots."""
+    events = []
+    for start, wall in zip(table["started"], table["wall_s"], strict=True):
+        if not pd.isna(start):
+            events += [(start, 1), (start + timedelta(seconds=wall), -1)]
+    seconds: dict[int, float] = {}
+    going, previous = 0, None
+    for when, step in sorted(events):  # at one instant, ends (-1) before starts
+        if previous is not None and when > previous:
+            seconds[going] = seconds.get(going, 0.0) + (when - previous).total_seconds()
+        going, previous = going + step, when
+    return dict(sorted(seconds.items()))
+
+
+def plan_summary(plan: list[Run], table: pd.DataFrame) -> dict[str, Any]:
     """Totals of a `run_timings` table: span (first start to last end, s), the sums of wall and
-    CPU seconds, the critical path and its seconds."""
+    CPU seconds, the seconds with k runs going (`concurrency`), the critical path and its
+    seconds."""
     ends = [
         start + timedelta(seconds=wall)
         for start, wall in zip(table["started"], table["wall_s"], strict=True)
@@ -79,6 +97,7 @@ def plan_summary(plan: list[Run], table: pd.DataFrame) -> dict[str, float | list
         "span_s": span,
         "wall_s": float(table["wall_s"].sum()),
         "cpu_s": float(table["cpu_s"].sum(min_count=1)),
+        "concurrency": concurrency(table),
         "critical_path": path,
         "critical_s": sum(wall.get(n, 0.0) for n in path),
     }
@@ -110,7 +129,9 @@ def timings_markdown(plan: list[Run], results_dir: str | Path) -> str:
         "",
         f"{len(table)} runs; first start to last end {summary['span_s']:.0f} s; wall seconds "
         f"summed over runs {summary['wall_s']:.0f} s ({summary['wall_s'] / summary['span_s']:.2f} "
-        f"runs at once on average); CPU {cpu_text}.",
+        f"runs at once on average); CPU {cpu_text}. Seconds with k runs going: "
+        + ", ".join(f"{k}: {v:.0f}" for k, v in summary["concurrency"].items())
+        + ".",
         "",
         f"Critical path ({summary['critical_s']:.0f} s): " + " -> ".join(summary["critical_path"]),
         "",
