@@ -5,8 +5,8 @@ fake SLURM on PATH, one sbatch per run with the profile's resources, nothing don
 submitted again.
 
 The plan is the reduced one of tests/test_pipeline.py (real notebooks executed by papermill in
-each job's process), not the smoke plan: 22 runs of real training as separate processes take
-minutes on the 2-core CI machine."""
+each job's process); the smoke plan's byte-identity and killed job are in
+tests/test_smoke_executors.py."""
 
 from __future__ import annotations
 
