@@ -1,9 +1,11 @@
 """Time the pipeline the way `make book` runs it: a fresh run with the book, a second run with
 nothing changed, and a run after changing one Stage III parameter (which must re-run only its
-dependents). Prints the figures; asserts nothing.
+dependents). Prints the figures, then where the fresh run's time went: each run's wall and CPU
+seconds and the plan's critical path (`ctrip.pipeline.timings`); asserts nothing.
 
     .venv/bin/python benchmarks/bench_pipeline.py --profile smoke
     .venv/bin/python benchmarks/bench_pipeline.py --profile default --results /tmp/bench-default
+    .venv/bin/python benchmarks/bench_pipeline.py --profile default --timings-of RESULTS  # no run
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ def ctrip_run(
     return seconds, [name for name, _ in ran], done.stdout
 
 
+def print_timings(profile: str, results: Path) -> None:
+    """Each run's wall and CPU seconds in `results` and the critical path of the profile's plan."""
+    from ctrip.pipeline.plan import build_plan
+    from ctrip.pipeline.settings import load_settings
+    from ctrip.pipeline.timings import timings_markdown
+
+    print(f"\nwhere the time went ({results}):\n")
+    print(timings_markdown(build_plan(load_settings(profile)), results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,7 +60,14 @@ def main() -> None:
     parser.add_argument(
         "--change", default="methods.L_sup.frozen=true", help="the Stage III override"
     )
+    parser.add_argument(
+        "--timings-of", type=Path, default=None, metavar="RESULTS",
+        help="only print the timings of an existing results folder of the profile (no run)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.timings_of is not None:
+        print_timings(args.profile, args.timings_of)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         results = args.results or Path(tmp) / "results"
         book = Path(tmp) / "book"
@@ -65,6 +84,8 @@ def main() -> None:
         print(
             f"{'one Stage III parameter + book':<38} {changed:8.1f} {len(ran_changed):>14}  ({', '.join(ran_changed)})"
         )
+        # the runs the change re-ran have their new times: the fresh run's are those of the rest
+        print_timings(args.profile, results)
 
 
 if __name__ == "__main__":

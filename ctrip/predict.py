@@ -154,15 +154,26 @@ def checkpoint_error(path: str | Path, err: Exception) -> ValueError:
     return ValueError(f"{path}: malformed checkpoint ({type(err).__name__}: {text[:300]})")
 
 
-def training_crop_mm(ckpt: dict[str, Any]) -> float:
-    """The localizer field of view the checkpoint's training cohort was made with (its
-    manifest), else the default; a damaged manifest is a one-line error naming it."""
+def training_crop_mm(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> float:
+    """The localizer field of view the checkpoint's training cohort was made with (recorded in
+    the checkpoint, or, in an older one, read from the manifest of the cohort folder it names),
+    else the default; a damaged value or manifest is a one-line error naming it."""
     import yaml
 
     from ctrip.io.errors import UnreadableFileError, check_regular_file
     from ctrip.io.preprocess import localizer_field_of_view_mm
 
-    manifest = Path(str(ckpt.get("cohort", ""))) / "manifest.yaml"
+    cohort = ckpt.get("cohort", "")
+    if isinstance(cohort, dict):  # the field of view, recorded at training
+        size = cohort.get("localizer_fov_mm")
+        if not isinstance(size, int | float) or not 10.0 <= size <= 2000.0:
+            raise ValueError(
+                f"{path}: field cohort.localizer_fov_mm is {size!r}, not a size of 10-2000 mm; pass "
+                "--crop-mm to predict without it"
+            )
+        return float(size)
+    # a checkpoint written before the field of view was recorded names its cohort's folder
+    manifest = Path(str(cohort)) / "manifest.yaml"
     if not manifest.exists():
         return DEFAULT_CROP_MM
     hint = "the checkpoint's field 'cohort' names it; pass --crop-mm to predict without it"
@@ -404,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     if args.crop_mm is not None and not 10.0 <= args.crop_mm <= 2000.0:
         raise ValueError(f"--crop-mm {args.crop_mm:g} is outside 10-2000 mm")
     regressor, ckpt = load_localizer_regressor(args.checkpoint)
-    crop_mm = args.crop_mm if args.crop_mm is not None else training_crop_mm(ckpt)
+    crop_mm = args.crop_mm if args.crop_mm is not None else training_crop_mm(ckpt, args.checkpoint)
     subjects = find_subjects(args.localizer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

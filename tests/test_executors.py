@@ -5,8 +5,8 @@ fake SLURM on PATH, one sbatch per run with the profile's resources, nothing don
 submitted again.
 
 The plan is the reduced one of tests/test_pipeline.py (real notebooks executed by papermill in
-each job's process), not the smoke plan: 22 runs of real training as separate processes take
-minutes on the 2-core CI machine."""
+each job's process); the smoke plan's byte-identity and killed job are in
+tests/test_smoke_executors.py."""
 
 from __future__ import annotations
 
@@ -291,8 +291,11 @@ def test_slurm_submits_one_job_per_run_after_its_inputs_and_never_twice(
         run_plan(plan, {str(results)!r}, notebooks_dir={str(job_notebooks)!r}, settings=settings,
                  progress=False, executor="slurm")
         """), __import__("pickle").dumps((plan, settings)).hex()], env=os.environ.copy())  # fmt: skip
+    # (once b's job is recorded: a submitter killed between sbatch and the record would leave a
+    # job that no record names)
     wait_for(lambda: (fake_slurm / "submissions.log").exists()
-             and "ctrip-b" in (fake_slurm / "submissions.log").read_text())  # fmt: skip
+             and "ctrip-b" in (fake_slurm / "submissions.log").read_text()
+             and "b" in read_jobs(results))  # fmt: skip
     first.kill()
     first.wait()
     b_job = next(j for j, name, _ in submissions(fake_slurm) if name == "b")

@@ -22,11 +22,18 @@ from ctrip.data.schema import CP_NAMES
 PREDICTIONS_FILE = "predictions.parquet"
 
 
-def load_predictions(run_dir: str | Path) -> pd.DataFrame:
-    path = Path(run_dir) / PREDICTIONS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no Stage III predictions (did the run finish?)")
-    return pd.read_parquet(path)
+def load_predictions(run_dirs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """A method's Stage III predictions: those of its run folder, or those of its runs' folders
+    one after another (a split sweep: one run per fraction and seed, listed in sweep order),
+    the same table as one run of the whole sweep stores."""
+    folders = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
+    frames = []
+    for folder in folders:
+        path = Path(folder) / PREDICTIONS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no Stage III predictions (did the run finish?)")
+        frames.append(pd.read_parquet(path))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def per_seed_metrics(

@@ -44,3 +44,18 @@ def load_outputs(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: the run recorded no outputs (did it finish?)")
     return _absolute(json.loads(path.read_text()), Path(run_dir))
+
+
+def stage3_checkpoint(run_dirs: str | Path | list[str | Path]) -> Path:
+    """The checkpoint a method's Stage III run records as `checkpoint` (its largest fraction,
+    first seed), from its run folder or, for a split sweep, from its runs' folders (one per
+    fraction and seed, in sweep order)."""
+    if isinstance(run_dirs, str | Path):
+        return load_outputs(run_dirs)["checkpoint"]
+    checkpoints: dict[str, Path] = {}
+    for folder in run_dirs:
+        checkpoints.update(load_outputs(folder)["checkpoints"])  # "<fraction>/<seed>" -> file
+    if not checkpoints:
+        raise ValueError("stage3_checkpoint: no Stage III run folders given")
+    largest = max(float(key.split("/")[0]) for key in checkpoints)
+    return next(path for key, path in checkpoints.items() if float(key.split("/")[0]) == largest)

@@ -2,10 +2,11 @@
 
 The settings (`ctrip.pipeline.settings.load_settings`: experiments, profile, `--cohort`,
 `--set`, all checked) expand here: each Table 2 method into the Stage I runs its encoders need,
-one Stage II run (if it is aligned) and one Stage III run that sweeps fractions and seeds; the
-table and figure notebooks depend on the Stage III runs they read. Each training run receives
-`run_config(...)`: exactly the configuration it reads, resolved once, which the notebook trains
-with and the checkpoint stores. Methods whose modalities the cohort lacks (e.g. CMR_sup on a
+one Stage II run (if it is aligned) and one Stage III run that sweeps fractions and seeds (with
+`sweep.split`, one Stage III run per fraction and seed); the table and figure notebooks depend
+on the Stage III runs they read and receive each method's run folder (or its list of folders,
+split). Each training run receives `run_config(...)`: exactly the configuration it reads,
+resolved once, which the notebook trains with and the checkpoint stores. Methods whose modalities the cohort lacks (e.g. CMR_sup on a
 cohort without CMR) are left out and named (`methods_for_cohort`).
 """
 
@@ -132,7 +133,7 @@ def build_plan(settings: dict) -> list[Run]:
             add(Run(name, nb["stage1"], params, publish=["figures"], step="stage1"))
         return name
 
-    stage3_runs: dict[str, str] = {}
+    stage3_runs: dict[str, str | list[str]] = {}
     for name, spec in methods.items():
         variant = spec.get("tabular_variant", "T")
         init: str | None = None
@@ -145,21 +146,24 @@ def build_plan(settings: dict) -> list[Run]:
             params["config"] = run_config(config, "stage2", ["localizer"], pairs)
             init = f"stage2_{slug(name)}"
             add(Run(init, nb["stage2"], params, inputs={"encoders": encoders}, step="stage2"))
-        sweep = settings["sweep"]
-        params = {
-            "method": name,
-            "modality": spec["modality"],
-            "encoder": spec["encoder"],
-            "tabular_variant": variant,
-            "frozen": bool(spec.get("frozen", False)),
-            "fractions": [float(f) for f in sweep["fractions"]],
-            "seeds": [int(s) for s in sweep["seeds"]],
-            "config": run_config(config, "stage3", [spec["modality"]]),
-        }
-        stage3_runs[name] = f"stage3_{slug(name)}"
-        # From a Stage I encoder (the control), the run waits on no Stage II run: it overlaps them.
-        add(Run(stage3_runs[name], nb["stage3"], params, inputs={"init": init}, step="stage3",
-                early=spec["encoder"] == "stage1"))  # fmt: skip
+        sweep_names = []
+        for suffix, fractions, seeds in sweep_runs(settings["sweep"]):
+            params = {
+                "method": name,
+                "modality": spec["modality"],
+                "encoder": spec["encoder"],
+                "tabular_variant": variant,
+                "frozen": bool(spec.get("frozen", False)),
+                "fractions": fractions,
+                "seeds": seeds,
+                "config": run_config(config, "stage3", [spec["modality"]]),
+            }
+            sweep_names.append(f"stage3_{slug(name)}{suffix}")
+            # From a Stage I encoder (the control), the run waits on no Stage II run: it
+            # overlaps them.
+            add(Run(sweep_names[-1], nb["stage3"], params, inputs={"init": init}, step="stage3",
+                    early=spec["encoder"] == "stage1"))  # fmt: skip
+        stage3_runs[name] = sweep_names if settings["sweep"].get("split") else sweep_names[0]
 
     sweep = settings["sweep"]
     add(
@@ -260,6 +264,17 @@ def build_plan(settings: dict) -> list[Run]:
         )
     )
     return _ordered(runs)
+
+
+def sweep_runs(sweep: dict[str, Any]) -> list[tuple[str, list[float], list[int]]]:
+    """The Stage III runs of one method: (run-name suffix, fractions, seeds) of each. One run
+    sweeps every fraction and seed; with `sweep.split`, each fraction-and-seed is its own run
+    (so that a cluster spreads them), in the order the one run trains them."""
+    fractions = [float(f) for f in sweep["fractions"]]
+    seeds = [int(s) for s in sweep["seeds"]]
+    if not sweep.get("split"):
+        return [("", fractions, seeds)]
+    return [(f"_fraction{f:g}_seed{s}", [f], [s]) for f in fractions for s in seeds]
 
 
 def _run_names(inputs: Any) -> list[str]:

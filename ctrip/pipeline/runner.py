@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -215,12 +216,28 @@ def kernel_environment(threads: int, base: dict[str, str] | None = None) -> dict
     return env
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of a live process and of its children it has waited for
+    (a kernel's data-loader workers), from Linux's /proc; None where there is no /proc. Per
+    process, so exact with several kernels at once (the runner's RUSAGE_CHILDREN is not: it
+    sums every child the runner has reaped, whichever run it belonged to)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # after the command name: state is field 3, utime stime cutime cstime are fields 14-17
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _kernel_manager(
-    stderr: Any, threads: int, cwd: Path, run: str, interruption: Interruption
-) -> type:
+    stderr: Any, threads: int, cwd: Path, run: str, interruption: Interruption,
+    usage: dict[str, float | None] | None = None,
+) -> type:  # fmt: skip
     """A kernel manager whose kernel runs in `cwd` with `threads` CPU threads and writes its own
     stderr (ipykernel's start-up warnings, not the notebook's output) to `stderr`. (Papermill's
-    own `cwd` changes the directory of this whole process: wrong with runs in parallel.)"""
+    own `cwd` changes the directory of this whole process: wrong with runs in parallel.) Just
+    before the kernel is shut down, its CPU seconds go to `usage["cpu_seconds"]`."""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
@@ -230,7 +247,14 @@ def _kernel_manager(
             await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
             interruption.kernel_started(run, self.provisioner.process)
 
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            process = getattr(self.provisioner, "process", None)
+            if usage is not None and process is not None:
+                usage["cpu_seconds"] = process_cpu_seconds(process.pid)
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+
         _launch_kernel = _async_launch_kernel
+        shutdown_kernel = _async_shutdown_kernel
 
     return RunKernelManager
 
@@ -264,7 +288,8 @@ def _portable(notebook_file: Path, run: Run, replacements: dict[str, str]) -> No
 
 def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir: Path,
                       plan: list[Run], kernel_name: str, progress: bool,
-                      interruption: Interruption) -> None:  # fmt: skip
+                      interruption: Interruption) -> float | None:  # fmt: skip
+    """Execute the run's notebook in `out_dir`; the CPU seconds of its kernel (None: unknown)."""
     import sysconfig
 
     import papermill
@@ -277,12 +302,13 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
     final = run_folder(results_dir, run.name)
     replacements = {str(out_dir): str(final), str(results_dir) + "/": "",
                     str(REPO_DIR) + "/": "", sysconfig.get_paths()["purelib"]: "site-packages"}  # fmt: skip
+    usage: dict[str, float | None] = {"cpu_seconds": None}
     try:
         with _writing(run, output), open(kernel_log, "wb") as stderr:
             papermill.execute_notebook(str(notebooks_dir / run.notebook), str(output), parameters=params,
                                        kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                        request_save_on_cell_execute=False,
-                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir, run.name, interruption))  # fmt: skip
+                                       kernel_manager_class=_kernel_manager(stderr, run.threads, out_dir, run.name, interruption, usage))  # fmt: skip
     except PapermillExecutionError as err:
         failed = results_dir / "failed" / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +325,16 @@ def _execute_notebook(run: Run, notebooks_dir: Path, results_dir: Path, out_dir:
         interruption.kernel_ended(run.name)
     with _writing(run, output):
         _portable(output, run, replacements)
+    return usage["cpu_seconds"]
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of the children it has waited for."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @contextmanager
@@ -340,9 +376,13 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
     started, t0 = datetime.now(UTC), time.perf_counter()
     try:
         if run.notebook is None:
+            # The cohort runs in this process, alone (every other run reads it): the CPU of
+            # this process and of its synthesis workers is the run's.
+            cpu0 = _own_cpu_seconds()
             _synthesize(run, tmp, final)
+            cpu_seconds: float | None = _own_cpu_seconds() - cpu0
         else:
-            _execute_notebook(
+            cpu_seconds = _execute_notebook(
                 run, notebooks_dir, results_dir, tmp, plan, kernel_name, progress, interruption
             )
     except BaseException:
@@ -351,7 +391,9 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
     seconds = time.perf_counter() - t0
     hashes, stats = _output_record(tmp)
     record = {**record, "started": started.isoformat(timespec="seconds"),
-              "seconds": round(seconds, 2), "outputs_stat": stats}  # fmt: skip
+              "seconds": round(seconds, 2),
+              "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 2),
+              "outputs_stat": stats}  # fmt: skip
     record["hashes"] = {**record["hashes"], "outputs_sha256": hashes}
     with _writing(run, tmp / "provenance.json"):
         (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))

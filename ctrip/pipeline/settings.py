@@ -143,6 +143,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "cohort.path": (str,),
     "cohort.sizes.localizer_fov_mm": (int, float, type(None)),
     "run.init": (str, type(None)),
+    "run.sweeps.*": (str, list),  # a method's Stage III run folder, or its runs' (split sweep)
     "run.ceiling_reference_subjects": (int, type(None)),
     "run.ceiling_neural": (bool, type(None)),
 }
@@ -185,6 +186,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 # lists), as typed examples: the `run.*` keys of the notebooks' parameters.
 RUN_DEFAULTS: dict[str, Any] = {
     "cohort_path": "", "out_dir": "", "profile": "smoke", "folder": "", "folders": {"*": ""},
+    "sweeps": {"*": [""]},
     "init": None, "method": "", "names": [""], "labels": {"*": ""}, "modalities": ["localizer"],
     "inference_modalities": {"*": "localizer"}, "simulated": True, "n_bootstrap": 0,
     "ceiling_reference_subjects": None, "ceiling_neural": None,
@@ -205,7 +207,8 @@ def typed_defaults() -> dict[str, Any]:
                         "localizer_fov_mm": 1.0}}  # fmt: skip
     return {**experiments, "profile": "", "method_defaults": method,
             "methods": {"*": {"label": "", "modality": "localizer", **method}}, "config": config,
-            "cohort": cohort, "seed": 0, "jobs": 1, "sweep": {"fractions": [1.0], "seeds": [0]}}  # fmt: skip
+            "cohort": cohort, "seed": 0, "jobs": 1,
+            "sweep": {"fractions": [1.0], "seeds": [0], "split": False}}  # fmt: skip
 
 
 def _at(tree: dict[str, Any], key: str) -> Any:
@@ -349,20 +352,20 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
                         "seeds": "sweep.seeds", **_TRAINING},
     "table2": {**_COMMON, "methods": "run.labels", "controls": "run.names", "aligned": "run.names",
                "control": "table2.control", "modalities": "run.inference_modalities",
-               "stage3": "run.folders", "references": "run.folder", "data_card": "run.folder",
+               "stage3": "run.sweeps", "references": "run.folder", "data_card": "run.folder",
                **{k: f"table2.{k}" for k in ("cps", "yardstick_cps", "loa_cps", "fraction",
                                              "n_bootstrap", "bootstrap_seed")},
                "compare_with": "run.method", "simulated": "run.simulated"},
-    "fraction_curves": {**_COMMON, "methods": "run.labels", "stage3": "run.folders",
+    "fraction_curves": {**_COMMON, "methods": "run.labels", "stage3": "run.sweeps",
                         "references": "run.folder", "cps": "figures.fraction_curves.cps",
                         "n_bootstrap": "run.n_bootstrap"},
     "reference_baselines": {**_COMMON, "modalities": "run.modalities",
                             "fractions": "sweep.fractions", "seeds": "sweep.seeds",
                             **{k: f"reference_baselines.{k}" for k in ("epochs", "batch_size", "lr")}},
-    "screening": {**_COMMON, "methods": "run.labels", "stage3": "run.folders",
+    "screening": {**_COMMON, "methods": "run.labels", "stage3": "run.sweeps",
                   **{k: f"screening.{k}" for k in ("level", "flags", "coverage_methods",
                                                    "n_bootstrap", "bootstrap_seed")}},
-    "attention_maps": {**_COMMON, "labels": "run.labels", "stage3": "run.folders",
+    "attention_maps": {**_COMMON, "labels": "run.labels", "stage3": "run.sweeps",
                        **{k: f"figures.attention.{k}" for k in ("baseline", "method", "n_subjects",
                           "n_measure", "target_cp", "ig_steps", "n_bootstrap", "seed")}},
     "umaps": {**_COMMON, "before": "run.folders", "after": "run.folder", "pairs": "methods.*.pairs",

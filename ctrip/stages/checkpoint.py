@@ -4,13 +4,17 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 `torch.load(path, weights_only=True)` (no pickled code runs). Every kind holds:
 
     kind ("stage1", "stage2", "stage3"), ctrip_version, config (the run's resolved config),
-    seed, cohort (its folder), tabular_variant, stats (NormalizationStats as a dict),
+    seed, cohort (what inference needs of the training cohort: {"localizer_fov_mm": ...};
+    checkpoints written before it was recorded hold the cohort's folder instead), tabular_variant,
+    stats (NormalizationStats as a dict),
     specs ({modality: encoder spec}), encoders ({modality: state dict}), history (per-epoch
     losses), best_epoch, best_val_loss
 
 and per kind: stage1 "modality", "mae" (spec + state dict of the whole autoencoder); stage2
 "pairs", "init", "projections", "temperatures"; stage3 "modality", "head", "frozen",
-"fraction", "init", "n_train".
+"fraction", "init", "n_train". An "init" names the checkpoint a run started from by its file name
+and sha256 (`checkpoint_identity`). No field holds a path of the machine it was written on, so
+the same training writes the same bytes in any results folder.
 
 A model is rebuilt from its stored spec only after `build_checked` has compared the spec's sizes
 with the stored weight shapes, so a damaged or hostile spec is a one-line error, not gigabytes.
@@ -51,6 +55,21 @@ KIND_FIELDS = {
 def state_of(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state dict, as checkpoints store it."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def cohort_facts(cohort: Any) -> dict[str, Any]:
+    """What a checkpoint keeps of its training cohort (an opened `Cohort`): the localizer field
+    of view (mm) `ctrip predict` crops new localizers to."""
+    from ctrip.io.preprocess import localizer_field_of_view_mm
+
+    return {"localizer_fov_mm": float(localizer_field_of_view_mm(cohort.manifest))}
+
+
+def checkpoint_identity(path: str | Path) -> dict[str, str]:
+    """A checkpoint named by its file name and sha256 (what a later stage records as its init)."""
+    from ctrip.data.cohort import sha256_of
+
+    return {"file": Path(path).name, "sha256": sha256_of(Path(path))}
 
 
 def write_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:

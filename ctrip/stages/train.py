@@ -29,7 +29,14 @@ from ctrip.data.dataset import NormalizationStats
 from ctrip.data.schema import CP_NAMES, MODALITIES
 from ctrip.models import Encoder, RegressionHead
 from ctrip.stages.build import check_compatible, new_encoder, new_mae
-from ctrip.stages.checkpoint import encoder_from, read_checkpoint, state_of, write_checkpoint
+from ctrip.stages.checkpoint import (
+    checkpoint_identity,
+    cohort_facts,
+    encoder_from,
+    read_checkpoint,
+    state_of,
+    write_checkpoint,
+)
 from ctrip.stages.config import stage2_pairs
 from ctrip.stages.inference import CPRegressor, predictions_frame
 
@@ -142,7 +149,7 @@ def _common(kind: str, config: dict[str, Any], seed: int, cohort: Cohort, tabula
         "ctrip_version": ctrip.__version__,
         "config": config,
         "seed": int(seed),
-        "cohort": str(Path(cohort.path).resolve()),
+        "cohort": cohort_facts(cohort),
         "tabular_variant": tabular_variant,
         "stats": stats.to_dict(),
         "history": best.history,
@@ -246,7 +253,7 @@ def run_stage2(
     ckpt = _common("stage2", config, seed, cohort, tabular_variant, dm.stats, best)
     ckpt.update(
         pairs=[list(p) for p in criterion.pairs],
-        init={m: str(Path(p).resolve()) for m, p in encoders.items()},
+        init={m: checkpoint_identity(p) for m, p in encoders.items()},
         specs={m: enc.spec() for m, enc in nets.items()},
         encoders={m: state_of(enc) for m, enc in nets.items()},
         projections={
@@ -329,7 +336,7 @@ def run_stage3(
         },  # fmt: skip
         frozen=bool(frozen),
         fraction=None if fraction is None else float(fraction),
-        init=None if init is None else str(Path(init).resolve()),
+        init=None if init is None else checkpoint_identity(init),
         n_train=len(dm.datasets["train"]),
     )
     predictions = predictions_frame(model, cohort, tabular_variant=tabular_variant)
