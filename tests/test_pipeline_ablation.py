@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from ctrip.pipeline.ablations import (
 )
 from ctrip.pipeline.cache import run_folder, run_keys
 from ctrip.pipeline.plan import build_plan
-from ctrip.pipeline.runner import NOTEBOOKS_DIR
+from ctrip.pipeline.runner import NOTEBOOKS_DIR, REPO_DIR
 from ctrip.pipeline.settings import load_settings
 
 SCRATCH = ("stage3_L_sup", "stage3_E_sup", "stage3_T_sup", "stage3_CMR_sup")
@@ -206,3 +207,54 @@ def test_paired_differences_equal_a_direct_computation():
     summary = ablation_summary({"better": d, "same": same}, 1.0)
     assert list(summary["higher"]) == [int((d[d.fraction == 1.0]["ci_low"] > 0).sum()), 0]
     assert list(summary["no_difference"])[1] == 2
+
+
+def check_ablation_page(base, name: str, reached: set[str]) -> None:
+    """An ablation run on `base` (the smoke test runs the smoke profile's): every training run
+    but those of `reached` is a link to the base's, and its page's differences are those
+    computed here, directly, from the two folders' predictions."""
+    folder = ablation_folder(base, name)
+    runs = {p.name: p for p in (folder / "runs").iterdir() if not p.name.startswith(".")}
+    assert {n for n, p in runs.items() if not p.is_symlink()} == reached | {"ablation"}
+    for n, p in runs.items():
+        if p.is_symlink():
+            assert p.resolve() == (base / "runs" / n).resolve(), n
+    page = pd.read_csv(folder / "runs" / "ablation" / "ablation_differences.csv")
+    assert set(page["method"]) == {r.removeprefix("stage3_") for r in reached}
+    for _, row in page.iterrows():
+        run = f"stage3_{row['method']}"
+        values = []
+        for results in (base, folder):
+            frame = pd.read_parquet(results / "runs" / run / "predictions.parquet")
+            frame = frame[(frame.split == "test") & np.isclose(frame.fraction, row["fraction"])]
+            per_seed = []
+            for _, g in frame.groupby("seed"):
+                pred = g[f"{row['cp']}_pred"].to_numpy(float)
+                ref = g[f"{row['cp']}_ref"].to_numpy(float)
+                metric = (
+                    np.corrcoef(pred, ref)[0, 1] if row["metric"] == "r" else (pred - ref).mean()
+                )
+                per_seed.append(metric)
+            values.append(float(np.mean(per_seed)))
+        assert row["base"] == pytest.approx(values[0], abs=1e-9)
+        assert row["ablation"] == pytest.approx(values[1], abs=1e-9)
+        assert row["difference"] == pytest.approx(values[1] - values[0], abs=1e-9)
+        assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+
+
+def test_the_readme_example_runs_only_what_the_temperature_reaches(tmp_path, capsys):
+    readme = (REPO_DIR / "README.md").read_text()
+    section = readme[readme.index("### Ablations") :].split("\n### ", 1)[0]
+    command = next(line for line in section.splitlines() if line.endswith("--dry-run"))
+    argv = shlex.split(command)
+    assert argv[0] == ".venv/bin/ctrip"
+    base = tmp_path / "base"
+    default = run_keys(build_plan(load_settings("default")), NOTEBOOKS_DIR)
+    for name, key in default.items():
+        fake_run(run_folder(base, name), key)
+    assert main([*argv[1:], "--results", str(base)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    to_run = {line.split()[0] for line in lines if "to run" in line}
+    assert to_run == {"stage2_L_E", "stage2_L_E_Tp", "stage2_L_E_T", "stage3_L_E",
+                      "stage3_L_E_Tp", "stage3_L_E_T", "ablation"}  # fmt: skip
+    assert all("reused from the base" in line for line in lines if "to run" not in line)
