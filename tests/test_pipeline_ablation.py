@@ -258,3 +258,32 @@ def test_the_readme_example_runs_only_what_the_temperature_reaches(tmp_path, cap
     assert to_run == {"stage2_L_E", "stage2_L_E_Tp", "stage2_L_E_T", "stage3_L_E",
                       "stage3_L_E_Tp", "stage3_L_E_T", "ablation"}  # fmt: skip
     assert all("reused from the base" in line for line in lines if "to run" not in line)
+
+
+def test_the_book_gets_a_page_per_ablation_and_one_summary(tmp_path):
+    import nbformat
+
+    from ctrip.pipeline.ablations import ablation_pages
+
+    results, executed = tmp_path / "results", tmp_path / "executed"
+    executed.mkdir()
+    (executed / "ablation_gone.ipynb").write_text("{}")  # from an earlier build
+    for name, higher in (("t007", 2), ("frozen", 0)):
+        page = ablation_folder(results, name) / "runs" / "ablation"
+        page.mkdir(parents=True)
+        book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Ablation\n\ntext")])
+        nbformat.write(book, page / "ablation.ipynb")
+        row = {"ablation": name, "methods": "L+E", "comparisons": 8, "higher": higher, "lower": 1,
+               "no_difference": 7 - higher}  # fmt: skip
+        pd.DataFrame([row]).to_csv(page / "ablation_summary.csv", index=False)
+    assert ablation_pages(results, executed) == [
+        "ablation_summary", "ablation_frozen", "ablation_t007"
+    ]  # fmt: skip
+    assert not (executed / "ablation_gone.ipynb").exists()
+    title = nbformat.read(executed / "ablation_t007.ipynb", as_version=4).cells[0].source
+    assert title.startswith("# Ablation t007\n")
+    summary = nbformat.read(executed / "ablation_summary.ipynb", as_version=4).cells[1].source
+    assert "| t007 " in summary and "| frozen " in summary
+    only = tmp_path / "only"
+    (only / "ablations").mkdir(parents=True)
+    assert ablation_pages(only, executed) == [] and not list(executed.glob("ablation_*"))
