@@ -75,7 +75,7 @@ def is_difference(row: pd.Series) -> bool:
 
 
 def _number(x: float, metric: str) -> str:
-    return f"{x:+.3f}" if metric == "r" else f"{x:+.2f}"
+    return f"{x:+.3f}" if metric == "r" else f"{x:+.3g}"
 
 
 def ablation_reading(

@@ -52,7 +52,13 @@ def changed_settings(base: dict[str, Any], ablation: dict[str, Any]) -> dict[str
             }
         return {prefix[:-1]: tree}
 
-    a, b = flat(base), flat(ablation)
+    def effective(settings: dict[str, Any]) -> dict[str, Any]:
+        # a method's setting left to `method_defaults` is the default's value, not null
+        defaults = settings.get("method_defaults") or {}
+        methods = {m: {**defaults, **(spec or {})} for m, spec in settings["methods"].items()}
+        return {**settings, "methods": methods}
+
+    a, b = flat(effective(base)), flat(effective(ablation))
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
@@ -200,6 +206,8 @@ def ablation_pages(results_dir: Path, executed: Path) -> list[str]:
     `ablation_<name>.ipynb`, with a summary page `ablation_summary.ipynb` of their one-row
     summaries when there are several; return their document names (relative to `executed/`),
     the summary first."""
+    from ctrip.pipeline.book import show_parameters_that_ran  # book.py calls this function
+
     for stale in executed.glob("ablation_*.ipynb"):
         stale.unlink()
     pages, rows = [], []
@@ -209,6 +217,7 @@ def ablation_pages(results_dir: Path, executed: Path) -> list[str]:
             continue
         name = folder.parent.name
         book = nbformat.read(page / f"{PAGE_RUN}.ipynb", as_version=4)
+        show_parameters_that_ran(book)
         title = book.cells[0]
         title.source = title.source.replace("# Ablation", f"# Ablation {name}", 1)
         nbformat.write(book, executed / f"ablation_{name}.ipynb")
