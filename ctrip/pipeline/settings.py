@@ -145,6 +145,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "run.init": (str, type(None)),
     "run.ceiling_reference_subjects": (int, type(None)),
     "run.ceiling_neural": (bool, type(None)),
+    "run.changed.*": (list,),  # an ablation's setting: [base value, ablation value]
 }
 # Lightning's precisions (`Trainer(precision=...)`) that need no further package.
 _PRECISIONS = ("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true")
