@@ -1,6 +1,7 @@
 """The smoke profile end to end: every notebook through papermill, Table 2 and the figures, the
 Jupyter Book with -W, a cached second run, and a command-line override that re-runs exactly the
-runs that depend on it (about three minutes on two cores)."""
+runs that depend on it, and the profile's ablation with its page (about three minutes on two
+cores)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ctrip.pipeline.book import build_book
 from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import REPO_DIR
 from ctrip.pipeline.settings import load_settings
+from tests.test_pipeline_ablation import check_ablation_page
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +44,11 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--results", str(results), "--no-progress"]) == 0
     settings = load_settings("smoke")
     plan = build_plan(settings)
-    assert executed_runs(capsys.readouterr().out) == {r.name for r in plan}
+    out = capsys.readouterr().out
+    # the profile's ablation (methods.L_MAE.frozen) trains only stage3_L_MAE and its page
+    assert executed_runs(out) == {r.name for r in plan} | {"ablation"}
+    assert re.search(r"ablation l_mae_frozen: 2 executed, \d+ reused from the base", out)
+    check_ablation_page(results, "l_mae_frozen", {"stage3_L_MAE"})
 
     table = pd.read_csv(results / "table2.csv")
     assert list(table["method"]) == [
@@ -103,7 +109,10 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert "Table 3c." in page and "have narrower limits than the training mean" in page
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
-    assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan) - 1
+    # every run's notebook but the cohort's, and the ablation's page
+    assert len(list((html / "book" / "executed").glob("*.html"))) == len(plan)
+    ablation_page = (html / "book" / "executed" / "ablation_l_mae_frozen.html").read_text()
+    assert "Ablation l_mae_frozen" in ablation_page and "methods.L_MAE.frozen" in ablation_page
     assert "stage3_L_E_T" in (html / "book" / "provenance.html").read_text()
 
     # Nothing changed: nothing runs.
@@ -123,6 +132,7 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
         "fraction_curves",
         "attention_maps",
         "screening",
+        "ablation",  # the ablation's page reads every training run, stage3_L_sup too
     }
     notebook = nbformat.read(results / "runs" / "stage3_L_sup" / "stage3_L_sup.ipynb", as_version=4)
     injected = next(

@@ -139,10 +139,12 @@ def _rowwise_loa_width(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # A paired metric of predictions and references: its value on one (n,) pair and on each row of
 # (n_boot, n) resamples. "r": Pearson r (higher is better); "loa_width": the width of the
-# Bland-Altman limits of agreement, in the CP's units (lower is better).
+# Bland-Altman limits of agreement, in the CP's units (lower is better); "md": the Bland-Altman
+# mean difference (prediction - reference), in the CP's units (closer to 0 is better).
 PAIRED_METRICS = {
     "r": (lambda x, y: float(np.corrcoef(x, y)[0, 1]), _rowwise_r),
     "loa_width": (lambda x, y: float(_rowwise_loa_width(x[None], y[None])[0]), _rowwise_loa_width),
+    "md": (lambda x, y: float((x - y).mean()), lambda x, y: (x - y).mean(axis=1)),
 }
 
 

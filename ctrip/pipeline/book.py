@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from ctrip.data.schema import CP_NAMES, CP_UNITS
+from ctrip.pipeline.ablations import ablation_pages
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.mathjax import MathJaxError, require_mathjax
 from ctrip.pipeline.outputs import load_outputs
@@ -1211,6 +1212,7 @@ def build_book(
         for stale in [*executed.glob("*.ipynb"), *(executed / "figures").glob("*.png")]:
             if stale not in keep:  # from an earlier plan (e.g. a method since removed)
                 stale.unlink()
+        ablation_pages(results_dir, executed)  # the base's ablations (ctrip.pipeline.ablations)
     finally:  # what was written, even by a build that failed, is the build's to replace
         if output is not None and output.exists():
             record_book_files(output)

@@ -77,6 +77,14 @@ def cohort_facts(settings: dict) -> dict[str, Any]:
     }
 
 
+def cohort_parameters(cohort: dict[str, Any]) -> dict[str, Any]:
+    """What the cohort run reads: an existing cohort's absolute path (`--cohort X` and
+    `--set cohort.path=X` alike), or the simulation's sizes and seed without a path."""
+    if cohort.get("path"):
+        return {"path": str(Path(cohort["path"]).resolve())}
+    return {k: v for k, v in cohort.items() if k != "path"}
+
+
 def paper_rows(methods: dict[str, dict | None]) -> list[str]:
     """The methods that are rows of the paper's Table 2; a control of this companion's has
     `paper: false` and joins only the comparisons."""
@@ -121,7 +129,7 @@ def build_plan(settings: dict) -> list[Run]:
         runs[run.name] = run
         return run
 
-    add(Run("cohort", None, {"cohort": settings["cohort"]}, step="cohort"))
+    add(Run("cohort", None, {"cohort": cohort_parameters(settings["cohort"])}, step="cohort"))
     add(Run("data_card", nb["data_card"], {"simulated": facts["simulated"]},
             publish=["figures"], step="data_card"))  # fmt: skip
 

@@ -150,7 +150,8 @@ def cohort_path(results_dir: Path, plan: list[Run]) -> Path:
 
 def _relative(path: Path, start: Path) -> str:
     """`path` relative to `start` when both lie in the results folder or the repository."""
-    path, start = Path(path).resolve(), Path(start).resolve()
+    # not resolved: a run an ablation reuses is a link to the base's, and stays one
+    path, start = Path(os.path.abspath(path)), Path(start).resolve()
     for root in (start.parents[1], REPO_DIR):
         if path.is_relative_to(root) and start.is_relative_to(root):
             return os.path.relpath(path, start)
@@ -400,9 +401,11 @@ def _execute_run(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Pa
     old = results_dir / "runs" / f".old-{run.name}-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
     with _writing(run, final):
-        if final.exists():
+        if final.exists() or final.is_symlink():
             final.rename(old)
         tmp.rename(final)
+    if old.is_symlink():  # an ablation's link to the base's run: the base's run stays
+        old.unlink()
     shutil.rmtree(old, ignore_errors=True)
     (results_dir / "failed" / f"{run.name}.ipynb").unlink(missing_ok=True)
     _publish(run, final, results_dir)

@@ -146,6 +146,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "run.sweeps.*": (str, list),  # a method's Stage III run folder, or its runs' (split sweep)
     "run.ceiling_reference_subjects": (int, type(None)),
     "run.ceiling_neural": (bool, type(None)),
+    "run.changed.*": (list,),  # an ablation's setting: [base value, ablation value]
 }
 # Lightning's precisions (`Trainer(precision=...)`) that need no further package.
 _PRECISIONS = ("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true")
@@ -189,7 +190,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "sweeps": {"*": [""]},
     "init": None, "method": "", "names": [""], "labels": {"*": ""}, "modalities": ["localizer"],
     "inference_modalities": {"*": "localizer"}, "simulated": True, "n_bootstrap": 0,
-    "ceiling_reference_subjects": None, "ceiling_neural": None,
+    "ceiling_reference_subjects": None, "ceiling_neural": None, "changed": {"*": None},
 }  # fmt: skip
 
 
@@ -208,7 +209,8 @@ def typed_defaults() -> dict[str, Any]:
     return {**experiments, "profile": "", "method_defaults": method,
             "methods": {"*": {"label": "", "modality": "localizer", **method}}, "config": config,
             "cohort": cohort, "seed": 0, "jobs": 1,
-            "sweep": {"fractions": [1.0], "seeds": [0], "split": False}}  # fmt: skip
+            "sweep": {"fractions": [1.0], "seeds": [0], "split": False},
+            "ablations": {"*": [""]}}  # fmt: skip
 
 
 def _at(tree: dict[str, Any], key: str) -> Any:
@@ -368,6 +370,10 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
     "attention_maps": {**_COMMON, "labels": "run.labels", "stage3": "run.sweeps",
                        **{k: f"figures.attention.{k}" for k in ("baseline", "method", "n_subjects",
                           "n_measure", "target_cp", "ig_steps", "n_bootstrap", "seed")}},
+    "ablation": {"out_dir": "run.out_dir", "name": "run.method", "changed": "run.changed",
+                 "labels": "run.labels", "base_dir": "run.folder", "base_stage3": "run.labels",
+                 "base_keys": "run.labels", "stage3": "run.folders", "runs": "run.folders",
+                 **{k: f"table2.{k}" for k in ("cps", "fraction", "n_bootstrap", "bootstrap_seed")}},
     "umaps": {**_COMMON, "before": "run.folders", "after": "run.folder", "pairs": "methods.*.pairs",
               "simulated": "run.simulated",
               **{k: f"figures.umap.{k}" for k in ("method", "n_neighbors", "min_dist", "metric",

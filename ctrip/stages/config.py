@@ -267,14 +267,18 @@ def stage2_pairs(pairs: Sequence[Sequence[str]], ecg_tabular: bool) -> tuple[lis
     return auxiliary, ecg_tabular
 
 
+# Model keys that only Stage I's masked autoencoder reads (`ctrip.stages.build.new_mae`).
+STAGE1_ONLY_MODEL_KEYS = ("decoder_dim", "decoder_depth", "decoder_heads", "mask_ratio")
+
+
 def run_config(
     config: dict[str, Any],
     stage: str,
     modalities: Sequence[str],
     pairs: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """What one run of `stage` on `modalities` reads of the full `config`: their models, the
-    stage's section (Stage II: only the temperatures of its pairs), the augmentation when
+    """What one run of `stage` on `modalities` reads of the full `config`: their models (after
+    Stage I without the masked autoencoder's keys), the stage's section (Stage II: only the temperatures of its pairs), the augmentation when
     image batches are augmented, and the trainer. The plan gives this to the notebook,
     which trains with it and stores it in the checkpoint."""
     from ctrip.data.schema import IMAGE_MODALITIES
@@ -286,8 +290,14 @@ def run_config(
         models = ["localizer", *auxiliary]
         used = [f"localizer-{m}" for m in auxiliary] + (["ecg-tabular"] if ecg_tabular else [])
         section["temperatures"] = {k: v for k, v in section["temperatures"].items() if k in used}
+    # Masking and the decoder exist only in Stage I's masked autoencoder: the encoders of
+    # Stage II and III never read them, so a masking ablation leaves their keys alone.
+    dropped = () if stage == "stage1" else STAGE1_ONLY_MODEL_KEYS
     out: dict[str, Any] = {
-        "models": {m: copy.deepcopy(config["models"][m]) for m in models},
+        "models": {
+            m: {k: copy.deepcopy(v) for k, v in config["models"][m].items() if k not in dropped}
+            for m in models
+        },
         stage: section,
         "trainer": copy.deepcopy(config["trainer"]),
     }
