@@ -8,6 +8,7 @@ estimate."""
 
 from __future__ import annotations
 
+import html as html_text
 import re
 import subprocess
 import sys
@@ -97,6 +98,13 @@ def test_own_raw_files_import_validate_and_build_a_book(tmp_path: Path, capsys):
         pages["screening"]
     )
     assert "Pearson r not estimable" in text(pages["results"])  # every test LVEF is 60 %
+    for name, page in pages.items():  # the book says which cohort it ran on, and not simulated
+        said = text(page)
+        assert "profile smoke , an imported cohort, mine (source: imported from study)" in said
+        assert "simulated by the profile" not in said and "simulated cohort" not in said, name
+    # its reproduce page names the cohort and every override it ran with
+    reproduce = html_text.unescape(text(html / "reproduce.html"))
+    assert """--profile smoke --cohort "$COHORT" --set 'sweep.fractions=[1.0]'""" in reproduce
 
     # `--set "screening.flags=[]"`: the screening notebook on the same runs, with no flag
     import papermill
