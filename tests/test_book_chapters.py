@@ -110,7 +110,7 @@ def test_fig_2b_caption_takes_the_umap_settings_from_the_run():
     results = (REPO_DIR / "book" / "results.md").read_text()
     caption = results[results.index("Fig. 2B.") :]
     caption = caption[: caption.index("```")]
-    assert "{glue:text}`executed/umaps.ipynb::umap_settings`" in caption
+    assert "{glue:text}`executed/umaps.ipynb::umap_settings:s`" in caption
     assert check_chapter_numbers(f"```{{figure}} x.png\n\n{caption}```\n") == []
 
 
@@ -164,3 +164,20 @@ def test_the_printed_run_arguments_load_the_settings_the_book_ran_with(overrides
     again = load_settings(args[1], [v for k, v in zip(args, args[1:]) if k == "--set"])
     assert again == settings
     assert len([a for a in args if a == "--set"]) == len(overrides)
+
+
+def test_each_executed_notebook_is_named_and_titled_by_its_run(tmp_path: Path):
+    from ctrip.pipeline.book import run_title, write_toc
+    from ctrip.pipeline.plan import build_plan
+
+    plan = {run.name: run for run in build_plan(load_settings("smoke"))}
+    assert run_title(plan["stage1_tabular_Tp"]) == "Stage I, tabular Tp"
+    assert run_title(plan["stage2_L_E_T"]) == "Stage II, L_E_T"
+    assert run_title(plan["stage3_L_sup"]) == "Stage III, L_sup"
+    assert run_title(plan["reference_baselines"]) == "reference_baselines"
+    (tmp_path / "book" / "executed").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text((REPO_DIR / "_toc.yml").read_text())
+    order = {name: f"executed/{name}" for name in plan if plan[name].notebook}
+    toc = write_toc(tmp_path, order).read_text()
+    listed = re.findall(r"file: book/executed/(\S+)", toc)
+    assert listed == list(order) and "glob" not in toc and "file: book/results" in toc

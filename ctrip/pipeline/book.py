@@ -506,7 +506,7 @@ def run_title(run: Run) -> str:
         return f"Stage I, {p['modality']}{variant}"
     if run.step == "stage2":
         return f"Stage II, {run.name.removeprefix('stage2_')}"
-    if run.step == "stage3":
+    if run.step == "stage3" and "method" in p:  # (the reference baselines share the step)
         return f"Stage III, {p['method']}"
     return run.name
 
