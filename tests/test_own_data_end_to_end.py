@@ -101,7 +101,7 @@ def test_own_raw_files_import_validate_and_build_a_book(tmp_path: Path, capsys):
     for name, page in pages.items():  # the book says which cohort it ran on, and not simulated
         said = text(page)
         assert "profile smoke , an imported cohort, mine (source: imported from study)" in said
-        assert "simulated by the profile" not in said and "simulated cohort" not in said, name
+        assert "simulated by the profile" not in said and "book's simulated cohort" not in said
     # its reproduce page names the cohort and every override it ran with
     reproduce = html_text.unescape(text(html / "reproduce.html"))
     assert """--profile smoke --cohort "$COHORT" --set 'sweep.fractions=[1.0]'""" in reproduce

@@ -287,8 +287,8 @@ def notebook_markdown(text: str) -> str:
 
 
 def publish(key: str, text: str) -> None:
-    """Glue `text` (MyST markdown) under `key` for a chapter to paste (book/_ext/paste_glued.py:
-    ```` ```{paste-glued} executed/<run>::key ```` ```), and show it in the notebook itself."""
+    """Glue `text` (MyST markdown) under `key`, for a chapter to paste with the `paste-glued`
+    directive (book/_ext/paste_glued.py), and show it in the notebook itself."""
     from IPython.display import Markdown, display
     from myst_nb import glue
 
