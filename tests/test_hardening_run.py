@@ -294,7 +294,7 @@ def test_the_reproduce_page_gives_relative_paths(tmp_path, where):
     runs = [r for r in plan if r.notebook]
     assert text.count(f"mkdir -p {named}/runs/remake-") == len(runs)
     assert f"--results {named} --book" in text
-    assert ("`RESULTS` to this book's results folder" in text) == (where == "outside")
+    assert ("`RESULTS` set to this book's results folder" in text) == (where == "outside")
 
 
 # ---- item 3: the book build replaces only what it made ---------------------------------------------

@@ -8,7 +8,6 @@ estimate."""
 
 from __future__ import annotations
 
-import html as html_text
 import re
 import subprocess
 import sys
@@ -103,7 +102,7 @@ def test_own_raw_files_import_validate_and_build_a_book(tmp_path: Path, capsys):
         assert "profile smoke , an imported cohort, mine (source: imported from study)" in said
         assert "simulated by the profile" not in said and "book's simulated cohort" not in said
     # its reproduce page names the cohort and every override it ran with
-    reproduce = html_text.unescape(text(html / "reproduce.html"))
+    reproduce = (book / "source" / "book" / "executed" / "_includes" / "reproduce.md").read_text()
     assert """--profile smoke --cohort "$COHORT" --set 'sweep.fractions=[1.0]'""" in reproduce
 
     # `--set "screening.flags=[]"`: the screening notebook on the same runs, with no flag

@@ -245,7 +245,7 @@ def reproduce_markdown(plan: list[Run], results_dir: Path, settings: dict) -> st
                 f"- **{item}**: " + ", ".join(f"{{ref}}`{n} <{_anchor(n)}>`" for n in names)
             )
     out = ["## Which run made what\n", "\n".join(sections), "\n\n## Remaking one run\n"]
-    variables = [f"`{v}` to {w}" for v, w, shown in (
+    variables = [f"`{v}` set to {w}" for v, w, shown in (
         ("RESULTS", f"this book's results folder (`{Path(results_dir).name}`)", results_rel),
         ("COHORT", "the cohort folder it ran on", " ".join(run_arguments(settings))),
     ) if f'"${v}"' in shown]  # fmt: skip
