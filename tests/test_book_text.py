@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctrip.pipeline import book
+from ctrip.analysis.interpret import heart_share_markdown
+from ctrip.pipeline import book, provenance_pages
 from ctrip.pipeline.book import (
     comparison_sentences,
     differences_markdown,
-    heart_share_markdown,
     key_result_markdown,
     table2_markdown,
 )
@@ -126,7 +126,7 @@ def test_the_heart_share_reads_as_its_cis_say():
 
 
 def test_alignment_reading_says_what_the_numbers_say():
-    from ctrip.pipeline.book import alignment_reading
+    from ctrip.analysis.alignment_reading import alignment_reading
 
     text = alignment_reading([3.2, 9.5], [2.1, 4.0], 256)
     assert "3.2 to 9.5 times its chance level" in text and "few effective dimensions" in text
@@ -143,8 +143,8 @@ def test_alignment_reading_says_what_the_numbers_say():
 def test_screening_facts_name_each_coverage_outside_three_points(tmp_path):
     import pandas as pd
 
+    from ctrip.analysis.screening import screening_markdown
     from ctrip.data.schema import CP_NAMES
-    from ctrip.pipeline.book import screening_markdown
 
     rows = []
     for method in ("L_sup", "L+E+T"):
@@ -219,7 +219,7 @@ def test_paper_reading_needs_cis_that_clear_the_runner_up():
 
 
 def test_dimensionality_reading_states_both_sides_and_the_threshold():
-    from ctrip.pipeline.book import dimensionality_reading
+    from ctrip.analysis.alignment_reading import dimensionality_reading
 
     few = pd.DataFrame({"modality": ["localizer", "ecg"], "dim_before": [64, 64],
                         "before": [2.47, 4.4], "dim_after": [256, 256], "after": [5.1, 3.7]})  # fmt: skip
@@ -240,7 +240,7 @@ def test_dimensionality_reading_states_both_sides_and_the_threshold():
 
 
 def test_the_scaled_down_table_lists_each_departure_with_the_values_that_ran():
-    from ctrip.pipeline.book import profile_markdown
+    from ctrip.pipeline.provenance_pages import profile_markdown
     from ctrip.stages.config import make_config
 
     settings = {
@@ -326,7 +326,7 @@ def test_loa_widths_against_the_training_mean_read_as_their_cis_say():
 
 
 def test_dimensionality_reading_gives_what_each_pair_shares():
-    from ctrip.pipeline.book import dimensionality_reading
+    from ctrip.analysis.alignment_reading import dimensionality_reading
 
     few = pd.DataFrame({"modality": ["localizer", "ecg"], "dim_before": [64, 64],
                         "before": [2.47, 4.4], "dim_after": [256, 256], "after": [5.1, 3.7]})  # fmt: skip
@@ -374,12 +374,15 @@ def test_every_numbered_table_and_figure_names_the_run_that_made_it():
     """The reproduce page's "which run made what" covers every caption the book writes, in the
     generated includes (ctrip/pipeline/book.py) and in the chapters (book/*.md), and each entry
     names runs of the default plan."""
-    sources = [Path(book.__file__), *sorted((REPO_DIR / "book").glob("*.md"))]
+    from ctrip.analysis import alignment_reading, screening
+
+    sources = [Path(m.__file__) for m in (book, alignment_reading, screening)]
+    sources += sorted((REPO_DIR / "book").glob("*.md"))
     captions = {m for s in sources for m in re.findall(r"((?:Table|Fig\.) \d+[A-Za-z]?)\. ",
                                                        s.read_text())}  # fmt: skip
     assert {"Table 2", "Table 3b", "Table 3c", "Table 4b", "Fig. 3"} <= captions
-    assert captions - set(book.MADE_BY) == set()
+    assert captions - set(provenance_pages.MADE_BY) == set()
     names = [run.name for run in build_plan(load_settings("default"))]
-    for item, patterns in book.MADE_BY.items():
+    for item, patterns in provenance_pages.MADE_BY.items():
         for pattern in patterns:
             assert fnmatch.filter(names, pattern), f"{item}: no run of the plan matches {pattern}"

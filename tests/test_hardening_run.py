@@ -20,10 +20,10 @@ from ctrip.pipeline.book import (
     book_sources,
     check_book_output,
     record_book_files,
-    reproduce_markdown,
 )
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, run_folder
 from ctrip.pipeline.plan import build_plan
+from ctrip.pipeline.provenance_pages import reproduce_markdown
 from ctrip.pipeline.runner import plan_status, run_plan
 from ctrip.pipeline.settings import load_settings
 from tests.factories import make_tiny_cohort
@@ -289,14 +289,12 @@ def test_the_reproduce_page_gives_relative_paths(tmp_path, where):
         results, named = tmp_path / "elsewhere" / "results", '"$RESULTS"'
     else:
         results, named = REPO_DIR / "results" / "smoke-elsewhere", "results/smoke-elsewhere"
-    text = reproduce_markdown(plan, results, settings, tmp_path / "params")
-    params = "".join(p.read_text() for p in (tmp_path / "params").glob("*.yaml"))
+    text = reproduce_markdown(plan, results, settings)  # the parameters are in the commands
     assert str(tmp_path) not in text and str(REPO_DIR) not in text and str(results) not in text
-    assert str(results) not in params and str(REPO_DIR) not in params
     runs = [r for r in plan if r.notebook]
     assert text.count(f"mkdir -p {named}/runs/remake-") == len(runs)
     assert f"--results {named} --book" in text
-    assert ("set to that folder" in text) == (where == "outside")
+    assert ("`RESULTS` set to this book's results folder" in text) == (where == "outside")
 
 
 # ---- item 3: the book build replaces only what it made ---------------------------------------------

@@ -175,15 +175,6 @@ def test_constant_missing_and_extreme_columns_are_warned_by_name(tiny_cohort: Pa
 # ------------------------------------------------------------------ the book's generated text
 
 
-def test_the_left_out_note_names_each_method_and_why():
-    from ctrip.pipeline.book import left_out_markdown
-
-    assert left_out_markdown({}) == ""
-    note = left_out_markdown({"CMR_sup": "the cohort has no cmr", "L+E+Tp": "no variant Tp"})
-    assert note.startswith("*Left out of every table and figure of this book")
-    assert "CMR_sup (the cohort has no cmr); L+E+Tp (no variant Tp)" in note
-
-
 def _screening_files(folder: Path, screening: pd.DataFrame, counts: pd.DataFrame) -> None:
     rows = [{"method": "L_sup", "fraction": 1.0, "level": 0.9, "cp": cp, "coverage": 1.0,
              "ci_low": 0.5, "ci_high": 1.0} for cp in CP_NAMES]  # fmt: skip
@@ -193,7 +184,7 @@ def _screening_files(folder: Path, screening: pd.DataFrame, counts: pd.DataFrame
 
 
 def test_table_8_says_not_estimable_with_the_reason(tmp_path: Path):
-    from ctrip.pipeline.book import screening_markdown
+    from ctrip.analysis.screening import screening_markdown
 
     pred, subjects = cohort_frames(n=6)
     pred["LVEF_ref"] = pred["LVEF_pred"] = 60.0
@@ -210,8 +201,7 @@ def test_table_8_says_not_estimable_with_the_reason(tmp_path: Path):
 
 
 def test_the_screening_page_with_no_flags_says_so(tmp_path: Path):
-    from ctrip.analysis.screening import abnormal_counts
-    from ctrip.pipeline.book import screening_markdown
+    from ctrip.analysis.screening import abnormal_counts, screening_markdown
 
     pred, subjects = cohort_frames(n=6)
     table, _, _ = screening_over_seeds({"L_sup": _seeded(pred)}, subjects, [])
@@ -262,7 +252,7 @@ def test_the_template_study_imports_and_validates_cleanly(tmp_path: Path, capsys
 
 
 def test_coverage_from_a_too_small_validation_split_is_not_estimable(tmp_path: Path):
-    from ctrip.pipeline.book import screening_markdown
+    from ctrip.analysis.screening import screening_markdown
 
     counts = pd.DataFrame(columns=["flag", "label", "split", "n", "n_abnormal", "prevalence"])
     _screening_files(tmp_path, pd.DataFrame(columns=["method", "flag", "label"]), counts)

@@ -97,6 +97,15 @@ def test_own_raw_files_import_validate_and_build_a_book(tmp_path: Path, capsys):
         pages["screening"]
     )
     assert "Pearson r not estimable" in text(pages["results"])  # every test LVEF is 60 %
+    for name, page in pages.items():  # the book says which cohort it ran on, and not simulated
+        said = text(page)
+        assert "profile smoke , an imported cohort, mine (source: imported from study)" in said, (
+            name
+        )
+        assert "simulated by the profile" not in said and "book's simulated cohort" not in said
+    # its reproduce page names the cohort and every override it ran with
+    reproduce = (book / "source" / "book" / "executed" / "_includes" / "reproduce.md").read_text()
+    assert """--profile smoke --cohort "$COHORT" --set 'sweep.fractions=[1.0]'""" in reproduce
 
     # `--set "screening.flags=[]"`: the screening notebook on the same runs, with no flag
     import papermill

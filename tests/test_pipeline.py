@@ -162,6 +162,7 @@ def test_plan_has_every_table2_method_and_dependencies_in_order():
         "table2",
         "fraction_curves",
         "screening",
+        "umaps",  # Table 5 reads every Stage II run
     }
     by_name = {r.name: r for r in plan}
     assert by_name["stage2_L_E_Tp"].parameters["tabular_variant"] == "Tp"

@@ -175,10 +175,11 @@ def test_a_cohort_without_cmr_plans_without_cmr_sup(tmp_path):
     assert plan["data_card"].parameters == {"simulated": False}
     assert plan["table2"].parameters["simulated"] is False
     assert "CMR_sup" not in plan["table2"].parameters["methods"]
-    from ctrip.pipeline.book import cohort_markdown
+    from ctrip.pipeline.provenance_pages import cohort_markdown, run_facts_markdown
 
-    text = cohort_markdown(settings)  # the book says so
+    text = run_facts_markdown(settings) + cohort_markdown(settings)  # the book says so
     assert "CMR_sup (the cohort has no cmr)" in text and "oracle ceilings" in text
+    assert "an imported cohort, `cohort` (source: imported)" in text and "simulated by" not in text
 
 
 def stage3_plan(cohort: Path, seed_run: str) -> list[Run]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctrip.analysis.metrics import bootstrap_ci, paired_bootstrap
+from ctrip.analysis.report import _ci, _fmt
 from ctrip.progress import console_tqdm_auto
 
 
@@ -181,3 +182,38 @@ def _unit_range(maps: np.ndarray) -> np.ndarray:
     flat = maps.reshape(len(maps), -1)
     low, high = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
     return ((flat - low) / np.maximum(high - low, 1e-12)).reshape(maps.shape)
+
+
+def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], target_cp: str) -> str:
+    """Fig. 2A in numbers: the share of attribution on the heart per method with its CI, what
+    reference maps score, and the paired differences read as their CIs say; or why it is
+    missing."""
+    if share is None or share.empty:
+        return ("*The share of attribution on the heart cannot be measured: this cohort has no "
+                "heart masks (only a simulated cohort knows where the heart is).*\n")  # fmt: skip
+    references = {"uniform": "a uniform map", "brightness": "the image itself"}
+    name = lambda m: labels.get(m, references.get(m, m))  # noqa: E731
+    ci = lambda r: _ci(r["share"], r["ci_low"], r["ci_high"], 2)  # noqa: E731
+
+    def reading(r: pd.Series) -> str:
+        if r["ci_low"] <= 0 <= r["ci_high"]:
+            return "no difference"
+        return "more on the heart" if r["ci_low"] > 0 else "less on the heart"
+
+    kind = lambda k: share[share["kind"] == k].iterrows()  # noqa: E731
+    methods = "; ".join(f"{name(r['map'])} {ci(r)}" for _, r in kind("method"))
+    refs = "; ".join(f"{name(r['map'])} {_fmt(r['share'], 2)}" for _, r in kind("reference"))
+    text = (f"Share of the absolute Integrated Gradients of the predicted {target_cp} that falls on "
+            f"the heart, mean over {int(share['n'].iloc[0])} test subjects [95% CI]: {methods}. "
+            f"Reference maps: {refs} (a uniform map scores the heart's share of the pixels; "
+            "Integrated Gradients from a black image scale with the input, so a model that "
+            "weighs every pixel alike scores the image's share of brightness on the heart).")  # fmt: skip
+    for _, r in kind("difference"):
+        method, base = r["map"].split(" - ")
+        text += f" {name(method)} vs {name(base)}: {ci(r)} ({reading(r)})."
+    against = [f"{name(r['map'].split(' - ')[0])} vs {name(r['map'].split(' - ')[1])} {ci(r)} "
+               f"({reading(r)})" for _, r in kind("above reference")]  # fmt: skip
+    if against:
+        text += " Against the references: " + "; ".join(against) + "."
+    return (text + " A CI that contains 0 is no evidence of a difference. "
+            "{download}`Download as CSV </book/executed/tables/heart_share.csv>`.\n")  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 from scipy import stats as st
 
 from ctrip.analysis.metrics import split_rows
+from ctrip.analysis.report import _ci, _md_table, _numbers_table
 from ctrip.data.schema import CP_NAMES, CP_UNITS, SEXES
 
 CONFORMAL_METHODS = ("absolute", "signed")
@@ -647,3 +649,86 @@ def screening_over_seeds(
         if column not in table:
             table[column] = np.nan
     return table, {k: v for k, v in panels.items() if v}, reasons
+
+
+def screening_markdown(results_dir: str | Path, labels: dict[str, str],
+                       coverage_methods: list[str] | tuple[str, ...] = ("L_sup", "L+E+T"),
+                       ) -> dict[str, str]:  # fmt: skip
+    """The screening chapter's generated parts: abnormal counts, coverage (Table 7) and screening
+    performance (Table 8), from the screening run's tables."""
+    parts = {}
+    results_dir = Path(results_dir)
+    counts_file, coverage_file = results_dir / "abnormal_counts.csv", results_dir / "coverage.csv"
+    screening_file = results_dir / "screening.csv"
+    if not (counts_file.exists() and coverage_file.exists() and screening_file.exists()):
+        return {"counts": "*No screening run.*\n", "coverage": "", "screening": "", "facts": ""}
+    counts = pd.read_csv(counts_file)
+    rows = [[r["label"], str(r["split"]), str(int(r["n"])), str(int(r["n_abnormal"])),
+             f"{r['prevalence']:.1%}"] for _, r in counts.iterrows()]  # fmt: skip
+    parts["counts"] = (_md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
+                       if rows else "*No screening flag chosen (screening.flags is empty).*\n")  # fmt: skip
+    coverage = pd.read_csv(coverage_file)
+    top = coverage[np.isclose(coverage["fraction"], coverage["fraction"].max())]
+    level = float(top["level"].iloc[0])
+    rows = []
+    for cp in CP_NAMES:
+        cells = [f"{cp} [{CP_UNITS[cp]}]"]
+        for method in labels:
+            c = top[(top["method"] == method) & (top["cp"] == cp)]
+            cells.append("n/a" if c.empty else _ci(c["coverage"].iloc[0], c["ci_low"].iloc[0],
+                                                   c["ci_high"].iloc[0], 3))  # fmt: skip
+        rows.append(cells)
+    caption = (f"Table 7. Empirical coverage on the test split of the {level:.0%} split-conformal "
+               "intervals per phenotype and method at the full fine-tuning set (mean over seeds; "
+               "Wilson 95% CI).")  # fmt: skip
+    parts["coverage"] = (_numbers_table(caption, "table-7", ["CP"] + list(labels.values()), rows)
+                         + "\n*{download}`Download as CSV (every fraction) "
+                         "</book/executed/tables/coverage.csv>`.*\n")  # fmt: skip
+    worst = top.loc[(top["coverage"] - level).abs().idxmax()]
+    within = float(((top["coverage"] - level).abs() <= 0.03).mean())
+    parts["facts"] = (
+        f"- Across methods and phenotypes at the full fine-tuning set, {within:.0%} of the "
+        f"coverages lie within 3 points of the nominal {level:.0%}; the furthest is "
+        f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
+        f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
+    )
+    widths = top["mean_width"] if "mean_width" in top else pd.Series(1.0, index=top.index)
+    infinite = top[~np.isfinite(widths.astype(float))]
+    if len(infinite):  # a validation split too small for the level: whole-line intervals
+        need = math.ceil(level / (1 - level) - 1e-9)
+        who = ", ".join(dict.fromkeys(labels.get(m, m) for m in infinite["method"]))
+        parts["facts"] = (
+            f"- Coverage not estimable for {who}: their {level:.0%} intervals are infinite, "
+            f"because the validation split is too small for that level (split-conformal needs "
+            f"at least {need} calibration subjects), so a coverage of 1 says nothing.\n"
+        ) + parts["facts"]
+    for method in coverage_methods:  # the rows the coverage criterion is judged on
+        own = top[top["method"] == method]
+        if own.empty:
+            continue
+        off = own[(own["coverage"] - level).abs() > 0.03]
+        line = (f"- {labels.get(method, method)}: {len(own) - len(off)} of {len(own)} phenotypes "
+                f"within 3 points of {level:.0%}")  # fmt: skip
+        if len(off):
+            line += "; outside: " + ", ".join(
+                f"{r['cp']} {_ci(r['coverage'], r['ci_low'], r['ci_high'], 3)}"
+                + (" (the nominal level lies inside its CI)" if r["ci_low"] <= level <= r["ci_high"] else "")
+                for _, r in off.iterrows()
+            )  # fmt: skip
+        parts["facts"] += line + ".\n"
+    screening = pd.read_csv(screening_file)
+    reasons = screening.get("not_estimable", pd.Series(np.nan, index=screening.index))
+    rows = [[r["label"], labels.get(r["method"], r["method"]),
+             *([_ci(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3)
+                for m in ("auroc", "sensitivity", "specificity")]
+               if pd.isna(reasons[i]) else [f"not estimable ({reasons[i]})", "", ""])]
+            for i, r in screening.iterrows()]  # fmt: skip
+    if not rows:
+        rows = [["none chosen (screening.flags is empty)", "", "", "", ""]]
+    caption = ("Table 8. Screening on the test split at the full fine-tuning set: AUROC, and "
+               "sensitivity and specificity at the published limit (mean over seeds; bootstrap "
+               "95% CIs).")  # fmt: skip
+    parts["screening"] = (_numbers_table(caption, "table-8", ["flag", "Method", "AUROC [95% CI]",
+                                          "sensitivity [95% CI]", "specificity [95% CI]"], rows)
+                          + "\n*{download}`Download as CSV </book/executed/tables/screening.csv>`.*\n")  # fmt: skip
+    return parts

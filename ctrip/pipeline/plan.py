@@ -266,8 +266,17 @@ def build_plan(settings: dict) -> list[Run]:
         Run(
             "umaps",
             nb["umaps"],
-            {**umap, "pairs": [list(p) for p in spec["pairs"]], "simulated": facts["simulated"]},
-            inputs={"before": before, "after": f"stage2_{slug(umap['method'])}"},
+            {
+                **umap,
+                "pairs": [list(p) for p in spec["pairs"]],
+                "simulated": facts["simulated"],
+                "labels": labels,
+            },  # fmt: skip
+            inputs={
+                "before": before,
+                "after": f"stage2_{slug(umap['method'])}",
+                "stage2": {n: n for n, r in runs.items() if r.step == "stage2"},
+            },  # fmt: skip
             publish=["figures"],
         )
     )

@@ -67,7 +67,9 @@ def load_settings(
     """The checked settings tree of a profile (a name or a YAML path), with `--cohort PATH`
     (an existing cohort instead of the simulated one) and `--set` overrides."""
     path = profile_file(profile)
-    settings = merge_config(yaml.safe_load(EXPERIMENTS_FILE.read_text()), load_profile(path),
+    written = load_profile(path)
+    why = profile_why(written.pop("why", None), path)
+    settings = merge_config(yaml.safe_load(EXPERIMENTS_FILE.read_text()), written,
                             strict=False)  # fmt: skip
     settings["profile"] = path.stem
     settings["config"] = merge_config(DEFAULT_CONFIG, settings.get("config") or {}, strict=False)
@@ -87,7 +89,20 @@ def load_settings(
                 message if message.startswith("--set") else f"--set {key}: {message}"
             ) from None
     check_settings(settings)
+    settings["why"] = why  # documentation, not a setting: no key or override reads it
     return settings
+
+
+def profile_why(why: Any, path: Path) -> dict[str, str]:
+    """A profile's `why:`: departure from the paper (a row of the book's profile table, e.g.
+    `lr_encoder`) -> the short reason the book prints beside it."""
+    if why is None:
+        return {}
+    if not isinstance(why, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in why.items()
+    ):
+        raise SettingsError(f"{path}: why: a mapping of departure -> reason (non-empty text)")
+    return {k: " ".join(v.split()) for k, v in why.items()}
 
 
 # ---------------------------------------------------------------------------- checks
@@ -375,7 +390,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
                  "base_keys": "run.labels", "stage3": "run.folders", "runs": "run.folders",
                  **{k: f"table2.{k}" for k in ("cps", "fraction", "n_bootstrap", "bootstrap_seed")}},
     "umaps": {**_COMMON, "before": "run.folders", "after": "run.folder", "pairs": "methods.*.pairs",
-              "simulated": "run.simulated",
+              "simulated": "run.simulated", "stage2": "run.folders", "labels": "run.labels",
               **{k: f"figures.umap.{k}" for k in ("method", "n_neighbors", "min_dist", "metric",
                                                   "split", "seed")}},
 }  # fmt: skip
