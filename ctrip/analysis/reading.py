@@ -413,7 +413,7 @@ def cp18_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
                 f"{fmt(m['md'], 2)} ({fmt(m['loa_low'])}, {fmt(m['loa_high'])}); r {fmt(m['r'], 2)}"
             )
         rows.append(cells)
-    caption = ("Table 6. All 18 phenotypes on the test split at the full fine-tuning set: MD "
+    caption = (f"Table 6. All {len(CP_NAMES)} phenotypes on the test split at the full fine-tuning set: MD "
                "(LoA lower, LoA upper) and Pearson r per method, mean over seeds.")  # fmt: skip
     return (numbers_table(caption, "table-6", ["CP"] + list(labels.values()), rows)
             + "\n*{download}`Download as CSV </book/executed/tables/table2_cp18.csv>` (with "
