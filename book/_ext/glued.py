@@ -17,6 +17,7 @@ glued by no notebook, or by two, fails the build.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,15 @@ def _text(value: str | list[str]) -> str:
 
 def glued_markdown(notebook: Path) -> dict[str, str]:
     """The markdown each glue output of `notebook` holds, by key."""
+    stat = notebook.stat()
+    return dict(_glued_markdown(str(notebook), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=256)
+def _glued_markdown(notebook: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """`glued_markdown`, read once per version of the file (every `glued` directive asks)."""
     found = {}
-    for cell in json.loads(notebook.read_text()).get("cells", []):
+    for cell in json.loads(Path(notebook).read_text()).get("cells", []):
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
             data = output.get("data", {})
@@ -43,7 +51,7 @@ def glued_markdown(notebook: Path) -> dict[str, str]:
                 if name and mime in data:
                     found[name] = _text(data[mime])
                     break
-    return found
+    return tuple(found.items())
 
 
 def glued_index(executed: Path) -> dict[str, list[tuple[Path, str]]]:

@@ -1,7 +1,9 @@
 """Build the Jupyter Book from a finished pipeline: executed notebooks, figures, generated includes.
 
-The chapters in `book/` are hand-written prose; every number they show comes from
-`book/executed/_includes/*.md`, written here from the results tables and provenance records.
+The chapters in `book/` are hand-written prose. The tables and readings of the results chapter
+are published by the notebooks that compute them and pasted by key (```{glued} key```,
+`book/_ext/glued.py`); the other generated parts come from `book/executed/_includes/*.md`,
+written here from the results tables and provenance records.
 Executed notebooks are copied to `book/executed/` (numbered in run order, picked up by the
 `_toc.yml` glob) and MathJax must already be vendored in `book/_vendor/` by the set-up step (offline build).
 """
