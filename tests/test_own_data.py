@@ -214,7 +214,7 @@ def test_the_screening_page_with_no_flags_says_so(tmp_path: Path):
 
 
 def test_the_summary_says_r_is_not_estimable_for_a_constant_reference():
-    from ctrip.pipeline.book import summary_markdown
+    from ctrip.analysis.reading import summary_markdown
 
     row = {"LVEF_md": 0.5, "LVEF_loa_low": -1.0, "LVEF_loa_high": 2.0, "LVEF_r": np.nan}
     table = pd.DataFrame([{"method": m, **row} for m in ("L_sup", "L+E+T")])

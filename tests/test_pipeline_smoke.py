@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctrip.analysis.tables import ci
 from ctrip.cli import main
 from ctrip.pipeline.book import build_book
 from ctrip.pipeline.plan import build_plan
@@ -109,6 +110,14 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
     assert "Table 4b." in page and "L_MAE (Stage I only)" in page
     assert "Table 3c." in page and "have narrower limits than the training mean" in page
+    # the chapter pastes what table2.ipynb published from its table, under the caption's number
+    # alone (no running number of Sphinx's), and the notebook's page shows the same table
+    row = table[table["method"] == "L+E+T"].iloc[0]
+    assert ci(row["LVM_r"], row["LVM_r_ci_low"], row["LVM_r_ci_high"], 3) in page
+    assert "caption-number" not in page
+    notebook_page = next((html / "book" / "executed").glob("*_table2.html")).read_text()
+    assert "Table 2." in notebook_page and "Table 4b." in notebook_page
+    assert "against L_sup with all training labels" in (html / "book" / "intro.html").read_text()
     assert "_static/mathjax/tex-chtml.js" in (html / "book" / "method.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     # every run's notebook but the cohort's, and the ablation's page

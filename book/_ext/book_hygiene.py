@@ -1,8 +1,14 @@
-"""Local Sphinx extension: each page includes every script once.
+"""Local Sphinx extension: each page includes every script once, and each table and figure
+carries one number.
 
 Jupyter Book 1.x registers sphinx-thebe's inline configuration script twice, so every page
 throws "Identifier 'THEBE_JS_URL' has already been declared" in the browser. This drops repeated
 script entries (same file, same inline body) from each page's context, keeping the first.
+
+Its LaTeX extension (sphinx_jupyterbook_latex) also turns Sphinx's `numfig` on for every
+builder, whatever `_config.yml` says, so Sphinx would put its running number before each caption
+("Table 1 Table 2. Agreement ..."). The captions carry the paper's numbers, so this turns
+`numfig` off again (the book cross-references with {ref}, which needs no numbers).
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ def drop_repeated_scripts(
     context["script_files"] = unique
 
 
+def one_number_per_caption(app: Any, config: Any) -> None:
+    """No running numbers: each caption carries its own (the paper's Table 2, Fig. 3, ...). Runs
+    after the LaTeX extension's config-inited handler, which turns `numfig` on."""
+    config["numfig"] = False
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.connect("config-inited", one_number_per_caption, priority=900)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ctrip.analysis.report import _fmt, _numbers_table
+from ctrip.analysis import tables
 from ctrip.analysis.screening import wilson_interval
 
 
@@ -36,9 +36,9 @@ def alignment_markdown(
                          str(int(r["n"])),
                          *(f"{r[f'recall@{k}']:.3f} ({r[f'chance@{k}']:.3f})" for k in (1, 5)),
                          f"{r['recall@10']:.3f} [{low:.3f}, {high:.3f}] ({r['chance@10']:.3f})",
-                         f"{r['median_rank']:.0f}", _fmt(temp, 3),
-                         _fmt(participation.loc[r["query"], "participation_ratio"], 1),
-                         _fmt(participation.loc[r["gallery"], "participation_ratio"], 1)])  # fmt: skip
+                         f"{r['median_rank']:.0f}", tables.fmt(temp, 3),
+                         tables.fmt(participation.loc[r["query"], "participation_ratio"], 1),
+                         tables.fmt(participation.loc[r["gallery"], "participation_ratio"], 1)])  # fmt: skip
     if not rows:
         return "*No Stage II run recorded alignment measures.*\n"
     caption = ("Table 5. Alignment after Stage II on the test split: recall@k of retrieving a "
@@ -47,7 +47,7 @@ def alignment_markdown(
                "median rank, learned temperature, and each side's participation ratio.")  # fmt: skip
     header = ["Stage II run", "query → gallery", "n", "recall@1", "recall@5", "recall@10",
               "median rank", "temperature", "PR query", "PR gallery"]  # fmt: skip
-    text = _numbers_table(caption, "table-5", header, rows) + "\n"
+    text = tables.numbers_table(caption, "table-5", header, rows) + "\n"
     return text + alignment_reading(folds, ratios, int(max(dims)), fold_cis)
 
 
@@ -66,8 +66,8 @@ def dimensionality_reading(
     if participation.empty:
         return ""
     p = participation.set_index("modality")
-    before = ", ".join(f"{m} {_fmt(p.loc[m, 'before'], 1)}" for m in p.index)
-    after = ", ".join(f"{m} {_fmt(p.loc[m, 'after'], 1)}" for m in p.index)
+    before = ", ".join(f"{m} {tables.fmt(p.loc[m, 'before'], 1)}" for m in p.index)
+    after = ", ".join(f"{m} {tables.fmt(p.loc[m, 'after'], 1)}" for m in p.index)
     text = (f"\nBefore alignment, the Stage I encoders' own features ({int(p['dim_before'].max())} "
             f"dimensions) have participation ratios {before}; after it, the shared projections"
             f"{' of ' + label if label else ''} have {after}")  # fmt: skip
@@ -81,7 +81,7 @@ def dimensionality_reading(
                  "phenotypes, and nothing else, would use about that many effective dimensions.")  # fmt: skip
     if shared is not None and not shared.empty:
         names = {"ecg": "the ECG", "tabular": "the tabular record", "cmr": "the CMR"}
-        pairs = [f"{_fmt(r['participation_ratio'], 1)}{' effective dimensions' if k == 0 else ''}"
+        pairs = [f"{tables.fmt(r['participation_ratio'], 1)}{' effective dimensions' if k == 0 else ''}"
                  f" with what reaches {names.get(r['b'], r['b'])}"
                  for k, (_, r) in enumerate(shared.iterrows())]  # fmt: skip
         text += (" What the aligned pairs share at all sets the scale: in the simulator's own "
@@ -89,8 +89,8 @@ def dimensionality_reading(
                  f"{shared.iloc[0]['a']} shares {' and '.join(pairs)} (participation ratio of "
                  "the squared held-out canonical correlations). An "
                  "embedding that carried everything a pair shares would use about that many; the "
-                 f"{label + ' ' if label else ''}projections use {_fmt(p['after'].min(), 1)} to "
-                 f"{_fmt(p['after'].max(), 1)}.")  # fmt: skip
+                 f"{label + ' ' if label else ''}projections use {tables.fmt(p['after'].min(), 1)} to "
+                 f"{tables.fmt(p['after'].max(), 1)}.")  # fmt: skip
     return text + "\n"
 
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctrip.analysis import tables
 from ctrip.analysis.metrics import bootstrap_ci, paired_bootstrap
-from ctrip.analysis.report import _ci, _fmt
 from ctrip.progress import console_tqdm_auto
 
 
@@ -193,7 +193,7 @@ def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], tar
                 "heart masks (only a simulated cohort knows where the heart is).*\n")  # fmt: skip
     references = {"uniform": "a uniform map", "brightness": "the image itself"}
     name = lambda m: labels.get(m, references.get(m, m))  # noqa: E731
-    ci = lambda r: _ci(r["share"], r["ci_low"], r["ci_high"], 2)  # noqa: E731
+    ci = lambda r: tables.ci(r["share"], r["ci_low"], r["ci_high"], 2)  # noqa: E731
 
     def reading(r: pd.Series) -> str:
         if r["ci_low"] <= 0 <= r["ci_high"]:
@@ -202,7 +202,7 @@ def heart_share_markdown(share: pd.DataFrame | None, labels: dict[str, str], tar
 
     kind = lambda k: share[share["kind"] == k].iterrows()  # noqa: E731
     methods = "; ".join(f"{name(r['map'])} {ci(r)}" for _, r in kind("method"))
-    refs = "; ".join(f"{name(r['map'])} {_fmt(r['share'], 2)}" for _, r in kind("reference"))
+    refs = "; ".join(f"{name(r['map'])} {tables.fmt(r['share'], 2)}" for _, r in kind("reference"))
     text = (f"Share of the absolute Integrated Gradients of the predicted {target_cp} that falls on "
             f"the heart, mean over {int(share['n'].iloc[0])} test subjects [95% CI]: {methods}. "
             f"Reference maps: {refs} (a uniform map scores the heart's share of the pixels; "

@@ -10,7 +10,6 @@ spread of the MD across seeds beside it. The CIs of MD and LoA are t-based (Blan
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -245,64 +244,6 @@ def yardstick_differences(
 # ------------------------------------------------------------------ formatting for the book
 # The notebooks render their tables and readings with these and glue them (myst-nb `glue`);
 # the chapters paste them by key.
-
-
-def _fmt(x: float, digits: int = 1) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _bound(x: float, digits: int) -> str:
-    """A CI bound at `digits`, or with up to 2 more where it would read as 0 but is not: the
-    side of 0 it lies on is what the reading next to it says."""
-    if x is not None and np.isfinite(x) and x != 0:
-        extra = 0
-        while extra < 2 and round(abs(x), digits + extra) == 0:
-            extra += 1
-        digits += extra
-    return _fmt(x, digits)
-
-
-def _ci(value: float, low: float, high: float, digits: int = 1) -> str:
-    return f"{_fmt(value, digits)} [{_bound(low, digits)}, {_bound(high, digits)}]"
-
-
-def _numbers_table(caption: str, name: str, header: list[str], rows: list[list[str]]) -> str:
-    """A numbered, captioned MyST table whose cells stay on one line (CSS class "numbers")."""
-    return (
-        f"```{{table}} {caption}\n:name: {name}\n:class: numbers\n\n"
-        + _md_table(header, rows)
-        + "```\n"
-    )
-
-
-_TABLE_DIRECTIVE = re.compile(
-    r"```\{table\} (?P<caption>[^\n]*)\n(?::[a-z]+:[^\n]*\n)*\n(?P<body>.*?)```\n", re.S
-)
-_DOWNLOAD_ROLE = re.compile(r"\{download\}`(?P<text>[^`<]*?) *<[^`>]*>`")
-
-
-def notebook_markdown(text: str) -> str:
-    """`text` (MyST, as a chapter pastes it) as the notebook shows it: each numbered table as a
-    bold caption over a plain table, a download link as its words (the labels and links belong
-    to the chapter, where the table is numbered once)."""
-    text = _TABLE_DIRECTIVE.sub(lambda m: f"**{m['caption']}**\n\n{m['body']}", text)
-    return _DOWNLOAD_ROLE.sub(lambda m: m["text"], text)
-
-
-def publish(key: str, text: str) -> None:
-    """Glue `text` (MyST markdown) under `key`, for a chapter to paste with the `paste-glued`
-    directive (book/_ext/paste_glued.py), and show it in the notebook itself."""
-    from IPython.display import Markdown, display
-    from myst_nb import glue
-
-    glue(key, Markdown(text), display=False)
-    display(Markdown(notebook_markdown(text)))
 
 
 def cohort_markdown(manifest: Mapping, splits: pd.Series) -> str:

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from ctrip.analysis import tables
 from ctrip.analysis.metrics import split_rows
-from ctrip.analysis.report import _ci, _md_table, _numbers_table
 from ctrip.data.schema import CP_NAMES, CP_UNITS, SEXES
 
 CONFORMAL_METHODS = ("absolute", "signed")
@@ -665,7 +665,7 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
     counts = pd.read_csv(counts_file)
     rows = [[r["label"], str(r["split"]), str(int(r["n"])), str(int(r["n_abnormal"])),
              f"{r['prevalence']:.1%}"] for _, r in counts.iterrows()]  # fmt: skip
-    parts["counts"] = (_md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
+    parts["counts"] = (tables.md_table(["flag", "split", "subjects", "abnormal", "prevalence"], rows)
                        if rows else "*No screening flag chosen (screening.flags is empty).*\n")  # fmt: skip
     coverage = pd.read_csv(coverage_file)
     top = coverage[np.isclose(coverage["fraction"], coverage["fraction"].max())]
@@ -675,13 +675,13 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
         cells = [f"{cp} [{CP_UNITS[cp]}]"]
         for method in labels:
             c = top[(top["method"] == method) & (top["cp"] == cp)]
-            cells.append("n/a" if c.empty else _ci(c["coverage"].iloc[0], c["ci_low"].iloc[0],
+            cells.append("n/a" if c.empty else tables.ci(c["coverage"].iloc[0], c["ci_low"].iloc[0],
                                                    c["ci_high"].iloc[0], 3))  # fmt: skip
         rows.append(cells)
     caption = (f"Table 7. Empirical coverage on the test split of the {level:.0%} split-conformal "
                "intervals per phenotype and method at the full fine-tuning set (mean over seeds; "
                "Wilson 95% CI).")  # fmt: skip
-    parts["coverage"] = (_numbers_table(caption, "table-7", ["CP"] + list(labels.values()), rows)
+    parts["coverage"] = (tables.numbers_table(caption, "table-7", ["CP"] + list(labels.values()), rows)
                          + "\n*{download}`Download as CSV (every fraction) "
                          "</book/executed/tables/coverage.csv>`.*\n")  # fmt: skip
     worst = top.loc[(top["coverage"] - level).abs().idxmax()]
@@ -690,7 +690,7 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
         f"- Across methods and phenotypes at the full fine-tuning set, {within:.0%} of the "
         f"coverages lie within 3 points of the nominal {level:.0%}; the furthest is "
         f"{labels.get(worst['method'], worst['method'])}, {worst['cp']}: "
-        f"{_ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
+        f"{tables.ci(worst['coverage'], worst['ci_low'], worst['ci_high'], 3)}.\n"
     )
     widths = top["mean_width"] if "mean_width" in top else pd.Series(1.0, index=top.index)
     infinite = top[~np.isfinite(widths.astype(float))]
@@ -711,7 +711,7 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
                 f"within 3 points of {level:.0%}")  # fmt: skip
         if len(off):
             line += "; outside: " + ", ".join(
-                f"{r['cp']} {_ci(r['coverage'], r['ci_low'], r['ci_high'], 3)}"
+                f"{r['cp']} {tables.ci(r['coverage'], r['ci_low'], r['ci_high'], 3)}"
                 + (" (the nominal level lies inside its CI)" if r["ci_low"] <= level <= r["ci_high"] else "")
                 for _, r in off.iterrows()
             )  # fmt: skip
@@ -719,7 +719,7 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
     screening = pd.read_csv(screening_file)
     reasons = screening.get("not_estimable", pd.Series(np.nan, index=screening.index))
     rows = [[r["label"], labels.get(r["method"], r["method"]),
-             *([_ci(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3)
+             *([tables.ci(r[m], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3)
                 for m in ("auroc", "sensitivity", "specificity")]
                if pd.isna(reasons[i]) else [f"not estimable ({reasons[i]})", "", ""])]
             for i, r in screening.iterrows()]  # fmt: skip
@@ -728,7 +728,7 @@ def screening_markdown(results_dir: str | Path, labels: dict[str, str],
     caption = ("Table 8. Screening on the test split at the full fine-tuning set: AUROC, and "
                "sensitivity and specificity at the published limit (mean over seeds; bootstrap "
                "95% CIs).")  # fmt: skip
-    parts["screening"] = (_numbers_table(caption, "table-8", ["flag", "Method", "AUROC [95% CI]",
+    parts["screening"] = (tables.numbers_table(caption, "table-8", ["flag", "Method", "AUROC [95% CI]",
                                           "sensitivity [95% CI]", "specificity [95% CI]"], rows)
                           + "\n*{download}`Download as CSV </book/executed/tables/screening.csv>`.*\n")  # fmt: skip
     return parts

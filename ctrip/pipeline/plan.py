@@ -225,8 +225,14 @@ def build_plan(settings: dict) -> list[Run]:
         Run(
             "fraction_curves",
             nb["fraction_curves"],
-            {"methods": labels, **figures["fraction_curves"]},
-            inputs=inputs,
+            # its readings (the key result among them) set the curves beside Table 2's tables
+            {
+                "methods": labels,
+                **figures["fraction_curves"],
+                "simulated": facts["simulated"],
+                **{role: figures["attention"][role] for role in ("baseline", "method")},
+            },  # fmt: skip
+            inputs={**inputs, "table2": "table2"},
             publish=["pearson_vs_fraction.csv", "figures"],
         )
     )

@@ -3,7 +3,7 @@ cohort, ablation), the profile's departures from the paper with the profile's ow
 provenance page and the reproduce page, whose commands remake this book's numbers as printed.
 
 The results' tables and readings are not written here: each notebook glues its own
-(`ctrip.analysis.report.publish`) and the chapters paste them.
+(`ctrip.analysis.tables.publish`) and the chapters paste them (```{glued} key```).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ctrip.analysis.report import _md_table
+from ctrip.analysis import tables
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.plan import Run, cohort_facts, methods_for_cohort
 
@@ -180,13 +180,11 @@ def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
 def profile_markdown(settings: dict) -> str:
     """Every way the profile departs from the paper, with the reason its `why:` gives (the
     entry `other` for a departure without its own; none: "not stated in the profile")."""
-    from ctrip.analysis.report import _md_table
-
     why = settings.get("why") or {}
     rows = [[what, this, paper, why.get(key, why.get("other", "not stated in the profile"))]
             for key, what, this, paper in profile_rows(settings) if this != paper]  # fmt: skip
     header = ["", f"this book (profile `{settings['profile']}`)", "the paper", "why"]
-    return _md_table(header, rows)
+    return tables.md_table(header, rows)
 
 
 def cohort_markdown(settings: dict) -> str:
@@ -219,7 +217,7 @@ def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str
                    "```yaml\n" + yaml.safe_dump(params, sort_keys=False, width=100) + "```\n")  # fmt: skip
     first = load_provenance(run_folder(results_dir, plan[0].name)) or {}
     packages = ", ".join(f"{k} {v}" for k, v in (first.get("packages") or {}).items())
-    head = _md_table(["run", "notebook", "key", "seconds", "started (UTC)"], rows)
+    head = tables.md_table(["run", "notebook", "key", "seconds", "started (UTC)"], rows)
     return head + f"\nPackages: {packages}.\n\n" + "\n".join(out)
 
 
