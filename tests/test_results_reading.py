@@ -284,7 +284,10 @@ def test_a_published_text_reaches_the_chapter_by_its_key(tmp_path):
     (tmp_path / "01_a.ipynb").write_text(nbformat.writes(notebook))
     assert glued.glued_markdown(tmp_path / "01_a.ipynb") == {"answer": text}
     shown = [o for o in notebook.cells[0].outputs if "text/markdown" in o.get("data", {})]
-    assert [o["data"]["text/markdown"] for o in shown] == [text.replace(":name: table-9\n", "")]
+    # the notebook shows the table under its caption in bold, with no label and no directive
+    assert [o["data"]["text/markdown"] for o in shown] == [
+        "**Table 9. A caption**\n\n| a |\n|---|\n| 0.5 |\n"
+    ]
     (tmp_path / "02_b.ipynb").write_text(nbformat.writes(notebook))
     assert [p.name for p, _ in glued.glued_index(tmp_path)["answer"]] == [
         "01_a.ipynb",

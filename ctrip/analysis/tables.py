@@ -5,6 +5,8 @@ so every page prints a number and its CI the same way."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -61,11 +63,19 @@ def numbers_table(caption: str, name: str, header: list[str], rows: list[list[st
     )
 
 
-def unlabelled(text: str) -> str:
-    """`text` without its MyST labels (`:name:` options): the copy a notebook shows, so that
-    each label is defined once in the book, by the chapter that pastes the text."""
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not line.startswith(":name: "))  # fmt: skip
+_TABLE_DIRECTIVE = re.compile(
+    r"```\{table\} (?P<caption>[^\n]*)\n(?::[a-z]+:[^\n]*\n)*\n(?P<body>.*?)```\n", re.S
+)
+_DOWNLOAD_ROLE = re.compile(r"\{download\}`(?P<text>[^`<]*?) *<[^`>]*>`")
+
+
+def notebook_markdown(text: str) -> str:
+    """`text` (MyST, as a chapter pastes it) as the notebook shows it: each numbered table as a
+    bold caption over a plain table, a download link as its words. The labels and links belong
+    to the chapter, where each table is defined once; a notebook's markdown output renders no
+    directive reliably."""
+    text = _TABLE_DIRECTIVE.sub(lambda m: f"**{m['caption']}**\n\n{m['body']}", text)
+    return _DOWNLOAD_ROLE.sub(lambda m: m["text"], text)
 
 
 def publish(key: str, text: str) -> None:
@@ -75,4 +85,4 @@ def publish(key: str, text: str) -> None:
     from myst_nb import glue
 
     glue(key, Markdown(text), display=False)
-    display(Markdown(unlabelled(text)))
+    display(Markdown(notebook_markdown(text)))

@@ -19,6 +19,7 @@ import yaml
 from ctrip.analysis import tables
 from ctrip.pipeline.cache import REPO_DIR, PipelineError, load_provenance, run_folder
 from ctrip.pipeline.plan import Run, cohort_facts, methods_for_cohort
+from ctrip.pipeline.timings import timings_markdown
 
 # What each numbered table and figure of the book is made by (run names of the plan).
 MADE_BY = {
@@ -209,7 +210,7 @@ def provenance_markdown(plan: list[Run], results_dir: Path, order: dict[str, str
         rows.append([page, record["notebook"] or "cohort synthesis", f"`{record['key'][:12]}`",
                      f"{record['seconds']:.1f}", record["started"]])  # fmt: skip
         params = {k: v for k, v in record["parameters"].items()}
-        out.append(f"## {run.name}\n\n- key `{record['key']}`\n"
+        out.append(f"### {run.name}\n\n- key `{record['key']}`\n"
                    f"- notebook sha256 `{record['hashes']['notebook_sha256']}`\n"
                    f"- ctrip code sha256 `{record['hashes']['ctrip_code_sha256']}`\n"
                    f"- inputs: {', '.join(f'{n} `{k[:12]}`' for n, k in record['inputs'].items()) or 'none'}\n"
@@ -290,4 +291,5 @@ def write_pages(plan: list[Run], results_dir: Path, settings: dict, includes: Pa
     write(includes / "run_facts.md", run_facts_markdown(settings))
     write(includes / "profile.md", profile_markdown(settings) + "\n" + cohort_markdown(settings))
     write(includes / "provenance.md", provenance_markdown(plan, results_dir, order))
+    write(includes / "timings.md", timings_markdown(plan, results_dir))
     write(includes / "reproduce.md", reproduce_markdown(plan, results_dir, settings))
