@@ -245,6 +245,19 @@ for i in ids:
         s = f.read_text().split()[0]
         print(s if bare else f"{{i}}|{{s}}|localhost")
 """
+FAKE_SQUEUE = """\
+#!{python}
+# squeue -j ID: as sacct; squeue --name NAME -o "%i %T": the fake jobs of that name.
+import os, pathlib, subprocess, sys
+state = pathlib.Path(os.environ["FAKE_SLURM"])
+if "--name" not in sys.argv:
+    sys.exit(subprocess.run(["sacct", *sys.argv[1:]]).returncode)
+name = sys.argv[sys.argv.index("--name") + 1]
+for f in sorted(state.glob("*.state")):
+    job_state, job_name = f.read_text().split()
+    if job_name == name:
+        print(f"{{f.stem}} {{job_state}}")
+"""
 FAKE_SCANCEL = '#!/bin/sh\necho "$@" >> "$FAKE_SLURM/scancel.log"\n'
 
 
@@ -254,7 +267,7 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
     bin_dir.mkdir()
     state.mkdir()
     for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("sacct", FAKE_SACCT),
-                       ("squeue", FAKE_SACCT), ("scancel", FAKE_SCANCEL)):  # fmt: skip
+                       ("squeue", FAKE_SQUEUE), ("scancel", FAKE_SCANCEL)):  # fmt: skip
         (bin_dir / name).write_text(text.format(python=sys.executable))
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -270,7 +283,8 @@ def submissions(state: Path) -> list[tuple[str, str, set[str]]]:
         done_names = {
             n.removeprefix("ctrip-") for n in done.removeprefix("done-before=").split(",")
         }
-        rows.append((job_id, name.removeprefix("ctrip-"), done_names - {""}))
+        run = name.removeprefix("ctrip-").rsplit("-", 1)[0]  # "ctrip-<run>-<key prefix>"
+        rows.append((job_id, run, done_names - {""}))
     return rows
 
 
@@ -320,13 +334,51 @@ def test_slurm_submits_one_job_per_run_after_its_inputs_and_never_twice(
     assert (results / "runs" / "e" / "value.txt").read_text() == "111"
     script = (fake_slurm / f"{b_job}.sbatch").read_text()
     for line in ("--gpus-per-node=1", "--cpus-per-task=3", "--mem=5GB", "--time=7",
-                 "--partition=testq", "--job-name=ctrip-b"):  # fmt: skip
+                 "--partition=testq", f"--job-name=ctrip-b-{read_jobs(results)['b']['key'][:12]}"):  # fmt: skip
         assert f"#SBATCH {line}\n" in script
 
     # everything done: a third invocation submits nothing
     run_plan(plan, results, notebooks_dir=job_notebooks, settings=settings, progress=False,
              log=quiet, executor="slurm")  # fmt: skip
     assert len(submissions(fake_slurm)) == 5
+
+
+def test_a_submitter_stopped_before_recording_a_job_id_never_submits_it_twice(
+    tmp_path, job_notebooks, tiny_cohort, fake_slurm
+):
+    results, hold = tmp_path / "results", tmp_path / "hold"
+    hold.touch()
+    settings = {"profile": "test", "resources": RESOURCES}
+    plan = job_plan(tiny_cohort, hold)
+    # The first submitter dies right after sbatch accepted b's job, before recording its id.
+    first = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, pickle, sys
+        from ctrip.pipeline import executors
+        from ctrip.pipeline.runner import run_plan
+        write_jobs = executors.write_jobs
+        def dies_once_b_has_an_id(results_dir, plan, jobs):
+            if (jobs.get("b") or {{}}).get("job_id"):
+                os._exit(3)
+            write_jobs(results_dir, plan, jobs)
+        executors.write_jobs = dies_once_b_has_an_id
+        plan, settings = pickle.loads(bytes.fromhex(sys.argv[1]))
+        run_plan(plan, {str(results)!r}, notebooks_dir={str(job_notebooks)!r}, settings=settings,
+                 progress=False, executor="slurm")
+        """), __import__("pickle").dumps((plan, settings)).hex()], env=os.environ.copy())  # fmt: skip
+    assert first.returncode == 3
+    assert read_jobs(results)["b"]["job_id"] is None  # the record names no job ...
+    b_job = next(j for j, name, _ in submissions(fake_slurm) if name == "b")
+    assert (fake_slurm / f"{b_job}.state").read_text().startswith("RUNNING")  # ... one runs
+
+    def release_b(line: str) -> None:
+        if line.startswith("b:") or "] b " in line:
+            hold.unlink(missing_ok=True)
+
+    run_plan(plan, results, notebooks_dir=job_notebooks, settings=settings, progress=False,
+             log=release_b, executor="slurm")  # fmt: skip
+    assert [name for _, name, _ in submissions(fake_slurm)].count("b") == 1  # found by its name
+    assert read_jobs(results)["b"]["job_id"] == b_job
+    assert (results / "runs" / "e" / "value.txt").read_text() == "111"
 
 
 def test_resources_come_from_the_profile_and_set():

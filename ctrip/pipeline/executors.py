@@ -54,6 +54,11 @@ def job_parameters(resources: dict[str, Any], run: Run) -> dict[str, Any]:
     return params
 
 
+def job_name(run: Run, key: str) -> str:
+    """The scheduler's name of the job of `run` at `key` ("ctrip-<run>-<key prefix>")."""
+    return f"ctrip-{run.name}-{key[:12]}"
+
+
 def execute_job(run: Run, plan: list[Run], results_dir: Path, notebooks_dir: Path,
                 kernel_name: str, record: dict[str, Any]) -> float:  # fmt: skip
     """What a job executes: one run, as the local executor would (in the job's process).
@@ -120,6 +125,8 @@ def _pid_alive(pid: int) -> bool:
 def scheduler_state(job: dict[str, Any]) -> str:
     """The scheduler's state of a recorded job: PENDING, RUNNING, COMPLETED, FAILED, ... or
     UNKNOWN (a local job's process is gone and left no result)."""
+    if job.get("job_id") is None:  # the submitter stopped between recording and sbatch's answer
+        return "UNKNOWN"
     if job["executor"] == "slurm":
         for command in (["sacct", "-n", "-X", "-P", "-o", "State", "-j", job["job_id"]],
                         ["squeue", "-h", "-o", "%T", "-j", job["job_id"]]):  # fmt: skip
@@ -164,7 +171,7 @@ def run_states(results_dir: Path, names: list[str] | None = None) -> list[dict[s
         else:
             raw = scheduler_state(job)
             state = "queued" if raw in QUEUED else "running" if raw in RUNNING else "failed"
-        rows.append({"run": name, "state": state, "job_id": (job or {}).get("job_id", "-"),
+        rows.append({"run": name, "state": state, "job_id": (job or {}).get("job_id") or "-",
                      "log": (job or {}).get("log", "-")})  # fmt: skip
     return rows
 
@@ -190,15 +197,37 @@ class JobSubmitter:
         self.adopted: set[str] = set()  # runs whose job an earlier invocation submitted
 
     def in_flight(self, run: Run, key: str) -> bool:
-        """An earlier invocation's job for this run and key is still queued or running."""
+        """An earlier invocation's job for this run and key is still queued or running (one whose
+        submitter stopped before it recorded the job id is found by its job name)."""
         job = self.jobs.get(run.name)
         if job is None or job["key"] != key or job["executor"] != self.executor:
             return False
+        if job.get("job_id") is None:
+            found = self._queued_by_name(job.get("name", ""))
+            if found is None:
+                return False
+            job["job_id"] = found
+            write_jobs(self.results_dir, self.plan, self.jobs)
         state = scheduler_state(job)
         if state in QUEUED | RUNNING:
             self.adopted.add(run.name)
             return True
         return False
+
+    def _queued_by_name(self, name: str) -> str | None:
+        """The id of a queued or running SLURM job named `name`, if the scheduler has one."""
+        if self.executor != "slurm" or not name:
+            return None
+        try:
+            out = subprocess.run(["squeue", "-h", "-o", "%i %T", "--name", name],
+                                 capture_output=True, text=True, timeout=30)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        for line in out.stdout.splitlines() if out.returncode == 0 else []:
+            job_id, _, state = line.partition(" ")
+            if state.strip().upper() in QUEUED | RUNNING:
+                return job_id.strip()
+        return None
 
     def submit(self, run: Run, key: str, call: Callable[..., Any], *args: Any) -> dict[str, Any]:
         import submitit
@@ -206,16 +235,20 @@ class JobSubmitter:
         folder = self.results_dir / "jobs" / run.name
         cluster = "slurm" if self.executor == "slurm" else "local"
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-        executor.update_parameters(**job_parameters(self.resources, run))
+        # the run's key in its job name: a submitter that stops between sbatch and recording the
+        # job id leaves a record that a re-run completes from the queue, never a second job
+        parameters = {**job_parameters(self.resources, run), "name": job_name(run, key)}
+        executor.update_parameters(**parameters)
+        job = {"job_id": None, "executor": self.executor, "key": key, "name": parameters["name"],
+               "folder": str(folder), "log": "-",
+               "submitted": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        self.jobs[run.name] = job
+        write_jobs(self.results_dir, self.plan, self.jobs)
         handle = executor.submit(call, *args)
         self.handles[run.name] = handle
-        self.jobs[run.name] = {
-            "job_id": str(handle.job_id), "executor": self.executor, "key": key,
-            "folder": str(folder), "log": str(handle.paths.stderr),
-            "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
-        }  # fmt: skip
+        job.update(job_id=str(handle.job_id), log=str(handle.paths.stderr))
         write_jobs(self.results_dir, self.plan, self.jobs)
-        return self.jobs[run.name]
+        return job
 
     def finished(self, name: str) -> bool:
         if name in self.handles:
