@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ctrip.config import make_config, set_key
 from ctrip.data.synth.generate import synthesize_cohort
 from ctrip.data.synth.sizes import SynthSizes
 from ctrip.stages import train
-from ctrip.stages.config import make_config, set_key
 
 REPORTED = ("LVM", "LVEDV", "RVEDV", "LVEF", "RVEF")
 

@@ -41,8 +41,8 @@ def ctrip_run(
 
 def print_timings(profile: str, results: Path) -> None:
     """Each run's wall and CPU seconds in `results` and the critical path of the profile's plan."""
+    from ctrip.config import load_settings
     from ctrip.pipeline.plan import build_plan
-    from ctrip.pipeline.settings import load_settings
     from ctrip.pipeline.timings import timings_markdown
 
     print(f"\nwhere the time went ({results}):\n")

@@ -27,10 +27,10 @@ import numpy as np
 import yaml
 
 from ctrip.analysis.alignment import participation_ratio, retrieval_recall
+from ctrip.config import make_config, set_key
 from ctrip.data.cohort import Cohort
 from ctrip.stages import train
 from ctrip.stages.checkpoint import read_checkpoint
-from ctrip.stages.config import make_config, set_key
 from ctrip.stages.inference import embed
 
 MODALITIES = ("localizer", "ecg", "tabular")

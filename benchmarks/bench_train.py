@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ctrip.config import make_config
 from ctrip.losses import LocalizerCentricInfoNCE
 from ctrip.models import (
     ECGTokenizer,
@@ -32,7 +33,6 @@ from ctrip.models import (
     TabularTokenizer,
 )
 from ctrip.models.tokenizers import average_resample
-from ctrip.stages.config import make_config
 from ctrip.stages.modules import adamw, param_groups
 
 # Cohort shapes per profile: image side, ECG samples, ECG rate (Hz); batch size for the bench.

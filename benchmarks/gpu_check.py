@@ -37,13 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ctrip.config import make_config, run_config, stage2_pairs  # noqa: E402
 from ctrip.data.cohort import Cohort, write_cohort  # noqa: E402
 from ctrip.data.datamodule import CohortDataModule  # noqa: E402
 from ctrip.data.schema import CP_NAMES  # noqa: E402
 from ctrip.losses import LocalizerCentricInfoNCE  # noqa: E402
 from ctrip.models import RegressionHead  # noqa: E402
 from ctrip.stages.build import new_encoder, new_mae  # noqa: E402
-from ctrip.stages.config import make_config, run_config, stage2_pairs  # noqa: E402
 from ctrip.stages.modules import Stage1Module, Stage2Module, Stage3Module, adamw  # noqa: E402
 from tests.factories import TABULAR_VARIANTS, tiny_arrays, tiny_table  # noqa: E402
 

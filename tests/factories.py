@@ -75,7 +75,7 @@ def make_tiny_cohort(path: Path, n: int = 40, seed: int = 0, **kwargs) -> Path:
 def train_tiny_localizer_model(root: Path) -> tuple[Path, Path]:
     """A Stage III localizer checkpoint trained for one epoch on a tiny cohort (seconds), and
     that cohort: (checkpoint, cohort folder), both under `root`."""
-    from ctrip.stages.config import make_config
+    from ctrip.config import make_config
     from ctrip.stages.train import run_stage3
 
     cohort = make_tiny_cohort(root / "cohort", n=24)

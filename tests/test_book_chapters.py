@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ctrip.config import SettingsError, load_settings, profile_why
 from ctrip.pipeline.cache import REPO_DIR
 from ctrip.pipeline.provenance_pages import (
     profile_markdown,
@@ -17,7 +18,6 @@ from ctrip.pipeline.provenance_pages import (
     run_arguments,
     run_facts_markdown,
 )
-from ctrip.pipeline.settings import SettingsError, load_settings, profile_why
 
 # Numbers a chapter may state without a result, fixed by the paper's method, the data format or
 # a word that holds a digit, not by a profile or a run.

@@ -11,10 +11,10 @@ import pandas as pd
 
 from ctrip.analysis import reading
 from ctrip.analysis.interpret import heart_share_markdown
+from ctrip.config import load_settings
 from ctrip.pipeline import book, provenance_pages
 from ctrip.pipeline.cache import REPO_DIR
 from ctrip.pipeline.plan import build_plan
-from ctrip.pipeline.settings import load_settings
 
 LABELS = {"L_sup": "L_sup", "L+E+T": "L+E+T (C-TRIP)"}
 
@@ -124,8 +124,8 @@ def test_dimensionality_reading_states_both_sides_and_the_threshold():
 
 
 def test_the_scaled_down_table_lists_each_departure_with_the_values_that_ran():
+    from ctrip.config import make_config
     from ctrip.pipeline.provenance_pages import profile_markdown
-    from ctrip.stages.config import make_config
 
     settings = {
         "profile": "default",

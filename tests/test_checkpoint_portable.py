@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
+from ctrip.config import make_config
 from ctrip.data.cohort import sha256_of
 from ctrip.io.preprocess import localizer_field_of_view_mm
 from ctrip.predict import training_crop_mm
 from ctrip.stages.checkpoint import read_checkpoint
-from ctrip.stages.config import make_config
 from ctrip.stages.train import run_stage1, run_stage3
 from tests.factories import make_tiny_cohort
 

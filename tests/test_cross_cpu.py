@@ -47,7 +47,7 @@ print(json.dumps({n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in
 STAGE3 = """
 import sys
 from pathlib import Path
-from ctrip.stages.config import make_config
+from ctrip.config import make_config
 from ctrip.stages.train import run_stage3
 from tests.factories import make_tiny_cohort
 root = Path(sys.argv[1])

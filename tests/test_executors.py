@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 
 from ctrip.cli import main
+from ctrip.config import load_settings
 from ctrip.pipeline.cache import PipelineError
 from ctrip.pipeline.executors import job_parameters, read_jobs
 from ctrip.pipeline.plan import Run
 from ctrip.pipeline.runner import RunInterrupted, run_plan
-from ctrip.pipeline.settings import load_settings
 from tests.test_pipeline import executed, notebooks, write_notebook  # noqa: F401
 
 pytestmark = pytest.mark.slow

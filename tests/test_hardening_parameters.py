@@ -10,9 +10,7 @@ import nbformat
 import pytest
 import yaml
 
-from ctrip.pipeline.plan import build_plan
-from ctrip.pipeline.runner import REPO_DIR
-from ctrip.pipeline.settings import (
+from ctrip.config import (
     CHOICES,
     NOTEBOOK_PARAMETERS,
     RANGES,
@@ -21,11 +19,15 @@ from ctrip.pipeline.settings import (
     UMAP_METRICS,
     SettingsError,
     _match,
+    available_profiles,
     check_parameters,
     load_settings,
+    make_config,
+    run_config,
     typed_defaults,
 )
-from ctrip.stages.config import available_profiles, make_config, run_config
+from ctrip.pipeline.plan import build_plan
+from ctrip.pipeline.runner import REPO_DIR
 
 NOTEBOOKS = sorted((REPO_DIR / "notebooks").glob("*.ipynb"))
 

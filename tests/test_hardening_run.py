@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ctrip.cli import main as cli_main
+from ctrip.config import load_settings
 from ctrip.data.cohort import Cohort, CohortError
 from ctrip.pipeline.book import (
     book_sources,
@@ -25,7 +26,6 @@ from ctrip.pipeline.cache import REPO_DIR, PipelineError, run_folder
 from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.provenance_pages import reproduce_markdown
 from ctrip.pipeline.runner import plan_status, run_plan
-from ctrip.pipeline.settings import load_settings
 from tests.factories import make_tiny_cohort
 from tests.test_hardening_cohort import _cli_error
 from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401

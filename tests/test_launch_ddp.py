@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ctrip.stages.config import make_config, run_config
+from ctrip.config import make_config, run_config
 from ctrip.stages.launch import main
 
 pytestmark = pytest.mark.slow

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from ctrip.config import make_config
 from ctrip.models import (
     Block,
     ECGTokenizer,
@@ -23,7 +24,6 @@ from ctrip.models import (
     sincos_1d,
     sincos_2d,
 )
-from ctrip.stages.config import make_config
 
 torch.set_num_threads(1)  # tiny models: one thread is as fast, and robust on a busy machine
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from ctrip.config import make_config, run_config
 from ctrip.data.cohort import Cohort, write_cohort
 from ctrip.stages.checkpoint import read_checkpoint
-from ctrip.stages.config import make_config, run_config
 from ctrip.stages.train import run_stage1, run_stage2, run_stage3
 from tests.factories import TABULAR_VARIANTS, tiny_arrays, tiny_table
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from ctrip.analysis import report
+from ctrip.config import SettingsError, load_settings, parse_override
 from ctrip.data.schema import CP_NAMES
 from ctrip.pipeline.outputs import load_outputs, save_outputs
 from ctrip.pipeline.plan import Run, build_plan, dependents
 from ctrip.pipeline.runner import PipelineError, run_plan
-from ctrip.pipeline.settings import SettingsError, load_settings, parse_override
 
 
 def write_notebook(path: Path, parameters: str, body: str) -> None:
@@ -296,8 +296,8 @@ def test_interpret_rollout_and_attributions():
 
 
 def test_profile_cohort_sizes_agree_with_the_simulator_command():
+    from ctrip.config import load_profile
     from ctrip.data.synth import SynthSizes
-    from ctrip.stages.config import load_profile
 
     for profile in ("smoke", "default", "paper"):
         sizes = load_profile(profile)["cohort"]["sizes"]

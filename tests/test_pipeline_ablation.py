@@ -13,6 +13,7 @@ import pytest
 
 from ctrip.analysis.ablation import ablation_differences, ablation_reading, ablation_summary
 from ctrip.cli import main
+from ctrip.config import load_settings
 from ctrip.data.schema import CP_NAMES
 from ctrip.pipeline.ablations import (
     ablation_folder,
@@ -24,7 +25,6 @@ from ctrip.pipeline.ablations import (
 from ctrip.pipeline.cache import run_folder, run_keys
 from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import NOTEBOOKS_DIR, REPO_DIR
-from ctrip.pipeline.settings import load_settings
 
 SCRATCH = ("stage3_L_sup", "stage3_E_sup", "stage3_T_sup", "stage3_CMR_sup")
 

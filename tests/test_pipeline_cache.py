@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ctrip.cli import main
+from ctrip.config import SettingsError, load_settings, make_config, run_config
 from ctrip.pipeline.cache import (
     REPO_DIR,
     PipelineError,
@@ -24,8 +25,6 @@ from ctrip.pipeline.cache import (
 )
 from ctrip.pipeline.plan import Run, build_plan, methods_for_cohort
 from ctrip.pipeline.runner import NOTEBOOKS_DIR, plan_status, run_plan
-from ctrip.pipeline.settings import SettingsError, load_settings
-from ctrip.stages.config import make_config, run_config
 from tests.factories import TABULAR_VARIANTS, tiny_arrays, tiny_table
 from tests.test_pipeline import executed, notebooks, tiny_plan, write_notebook  # noqa: F401
 

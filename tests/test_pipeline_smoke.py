@@ -18,10 +18,10 @@ import pytest
 
 from ctrip.analysis.tables import ci
 from ctrip.cli import main
+from ctrip.config import load_settings
 from ctrip.pipeline.book import build_book
 from ctrip.pipeline.plan import build_plan
 from ctrip.pipeline.runner import REPO_DIR
-from ctrip.pipeline.settings import load_settings
 from tests.test_pipeline_ablation import check_ablation_page
 
 pytestmark = pytest.mark.slow

@@ -71,9 +71,9 @@ def test_notebook_templates_carry_no_outputs() -> None:
 
 
 def test_readme_python_example_opens_the_cohort_make_book_makes(tmp_path: Path) -> None:
+    from ctrip.config import load_settings
     from ctrip.pipeline.plan import build_plan
     from ctrip.pipeline.runner import cohort_path
-    from ctrip.pipeline.settings import load_settings
     from tests.factories import make_tiny_cohort
 
     readme = (ROOT / "README.md").read_text()

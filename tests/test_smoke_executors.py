@@ -22,11 +22,11 @@ import pandas as pd
 import pytest
 
 from ctrip.analysis import report
+from ctrip.config import load_settings
 from ctrip.pipeline.cache import PipelineError
 from ctrip.pipeline.executors import read_jobs
 from ctrip.pipeline.plan import build_plan, dependents, slug
 from ctrip.pipeline.runner import run_plan
-from ctrip.pipeline.settings import load_settings
 
 pytestmark = pytest.mark.slow
 

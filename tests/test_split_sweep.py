@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from ctrip.analysis import report
+from ctrip.config import SettingsError, check_parameters, load_settings
 from ctrip.pipeline.outputs import save_outputs, stage3_checkpoint
 from ctrip.pipeline.plan import build_plan, slug
 from ctrip.pipeline.runner import REPO_DIR
-from ctrip.pipeline.settings import SettingsError, check_parameters, load_settings
 from tests.test_hardening_parameters import defaults_of
 
 READERS = ("table2", "fraction_curves", "screening", "attention_maps")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ctrip.config import make_config
 from ctrip.losses import LocalizerCentricInfoNCE
 from ctrip.models import Encoder, ImageTokenizer, TabularTokenizer
-from ctrip.stages.config import make_config
 from ctrip.stages.modules import Stage2Module
 
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from ctrip.config import DEFAULT_CONFIG, make_config, merge_config, run_config, set_key
 from ctrip.data.cohort import Cohort
 from ctrip.data.schema import CP_NAMES
 from ctrip.stages.augment import augment_images, rotate_and_translate, sampling_grid, shift_ecgs
 from ctrip.stages.checkpoint import load_encoder, load_mae
 from ctrip.stages.checkpoint import read_checkpoint as load_checkpoint
-from ctrip.stages.config import DEFAULT_CONFIG, make_config, merge_config, run_config, set_key
 from ctrip.stages.inference import embed, load_regressor
 from ctrip.stages.modules import warmup_cosine
 from ctrip.stages.train import run_stage1, run_stage2, run_stage3

@@ -66,7 +66,7 @@ an example tree that imports cleanly: ctrip cohort template generic DIR
 
 def profile_sizes(profile: str) -> dict[str, float]:
     """The import flags a profile sets: the cohort sizes its models train on."""
-    from ctrip.stages.config import load_profile
+    from ctrip.config import load_profile
 
     sizes = load_profile(profile)["cohort"]["sizes"]
     return {flag: sizes[key] for flag, key in PROFILE_SIZES.items()}

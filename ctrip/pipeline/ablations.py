@@ -85,8 +85,8 @@ def prepare_ablation(
 ) -> Ablation:
     """Ablation `name` of the base results folder `base`: the base's settings (`profile`,
     `base_overrides`, `cohort`) with `changes` (`--set` values) on top."""
+    from ctrip.config import load_settings
     from ctrip.pipeline.plan import build_plan
-    from ctrip.pipeline.settings import load_settings
 
     folder = ablation_folder(base, name)
     if not changes:

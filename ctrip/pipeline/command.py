@@ -60,12 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctrip.config import load_settings
     from ctrip.pipeline.ablations import ablation_status, link_base_runs, prepare_ablation
     from ctrip.pipeline.book import book_output_folder, build_book, check_book_output
     from ctrip.pipeline.cache import REPO_DIR, PipelineError, results_lock
     from ctrip.pipeline.plan import build_plan
     from ctrip.pipeline.runner import NOTEBOOKS_DIR, RunInterrupted, plan_status, run_plan
-    from ctrip.pipeline.settings import load_settings
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: at least 1")

@@ -1,6 +1,6 @@
 """From the settings to an ordered list of runs, each with its full, resolved parameters.
 
-The settings (`ctrip.pipeline.settings.load_settings`: experiments, profile, `--cohort`,
+The settings (`ctrip.config.load_settings`: experiments, profile, `--cohort`,
 `--set`, all checked) expand here: each Table 2 method into the Stage I runs its encoders need,
 one Stage II run (if it is aligned) and one Stage III run that sweeps fractions and seeds (with
 `sweep.split`, one Stage III run per fraction and seed); the table and figure notebooks depend
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ctrip.stages.config import run_config
+from ctrip.config import run_config
 
 # The order of the steps in a plan (and in the book), then insertion order within a step.
 STEPS = ("cohort", "data_card", "stage1", "stage2", "stage3", "analysis")

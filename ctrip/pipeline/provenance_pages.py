@@ -61,7 +61,7 @@ def run_arguments(settings: dict) -> list[str]:
     """The `ctrip run` arguments that load exactly `settings`: the profile, `--cohort` for an
     imported cohort, `--ablation` when the settings name one, and a `--set` for every value that
     differs from what the profile (and cohort) give."""
-    from ctrip.pipeline.settings import load_settings
+    from ctrip.config import load_settings
 
     cohort = settings["cohort"].get("path")
     base = load_settings(settings["profile"], cohort=cohort)
@@ -113,7 +113,7 @@ def run_facts_markdown(settings: dict) -> str:
 def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
     """(key, what, this book's value, the paper's value) for every setting the book states
     beside the paper; `key` is what the profile's `why:` names."""
-    from ctrip.stages.config import make_config
+    from ctrip.config import make_config
 
     config, paper = settings["config"], make_config("paper")
     cohort, sizes = settings["cohort"], settings["cohort"].get("sizes") or {}

@@ -10,7 +10,7 @@ MASTER_PORT (torchrun, or a test's own processes). The recipes are those of the 
 (`ctrip.stages.train`) and the checkpoint format is theirs: rank 0 writes it; Stage III's
 predictions (validation and test) go to `predictions.parquet` beside it.
 
---config is the run's full configuration, as `ctrip.stages.config.run_config` makes it and a
+--config is the run's full configuration, as `ctrip.config.run_config` makes it and a
 Stage notebook stores it (a JSON or YAML file).
 """
 

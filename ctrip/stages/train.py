@@ -6,7 +6,7 @@
     run_stage3(cohort, "localizer", init=stage2_ckpt, config, out)  -> Stage3Result
 
 `cohort` is an opened `Cohort` (open it once per run and pass it to every call) or its folder.
-`config` is the run's full configuration (`ctrip.stages.config.run_config`): it is used as
+`config` is the run's full configuration (`ctrip.config.run_config`): it is used as
 given, never merged again, and stored as is in the checkpoint (`ctrip.stages.checkpoint`).
 Loading models back and inference live in `ctrip.stages.inference`.
 """
@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 import ctrip
+from ctrip.config import stage2_pairs
 from ctrip.data.cohort import Cohort
 from ctrip.data.dataset import NormalizationStats
 from ctrip.data.schema import CP_NAMES, MODALITIES
@@ -37,7 +38,6 @@ from ctrip.stages.checkpoint import (
     state_of,
     write_checkpoint,
 )
-from ctrip.stages.config import stage2_pairs
 from ctrip.stages.inference import CPRegressor, predictions_frame
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _check_config(config: dict[str, Any], stage: str, modalities: Sequence[str])
     if missing:
         raise ValueError(
             f"{stage}: the config lacks {missing}; pass a full config "
-            "(ctrip.stages.config.make_config or run_config)"
+            "(ctrip.config.make_config or run_config)"
         )
 
 
