@@ -88,11 +88,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config["trainer"]["threads"] = args.threads
     cohort = Cohort.open(cohort_path(args))
     result: dict[str, Any] = {"mode": args.mode, "field": args.field, "set": args.set,
-                              "modality": args.modality, "seed": args.seed}  # fmt: skip
+                              "modality": args.modality, "seed": args.seed,
+                              "init": args.init}  # fmt: skip
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        init = None
+        init = args.init  # mode sup: None (from scratch) or a Stage I / II checkpoint
         if args.mode in ("mae", "align"):
             modalities = ("localizer",) if args.mode == "mae" else ("localizer", "ecg", "tabular")
             stage1 = {}
@@ -118,8 +119,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["stage2_best_epoch"] = read_checkpoint(init)["best_epoch"]
         t0, cpu0 = time.perf_counter(), time.process_time()
         res = train.run_stage3(
-            cohort, args.modality, init, config, out / "s3", seed=args.seed, fraction=args.fraction
-        )
+            cohort, args.modality, init, config, out / "s3", seed=args.seed,
+            fraction=args.fraction, tabular_variant=args.tabular_variant,
+        )  # fmt: skip
         seconds["stage3"] = time.perf_counter() - t0
         seconds["stage3_cpu"] = time.process_time() - cpu0
         ckpt = read_checkpoint(res.checkpoint)
@@ -140,7 +142,10 @@ def summary(log: str) -> None:
     runs = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for result in runs:
-        key = (result.get("modality", "localizer"), result["mode"], " ".join(result["set"]))
+        mode = result["mode"] + (
+            " from " + Path(result["init"]).parent.name if result.get("init") else ""
+        )
+        key = (result.get("modality", "localizer"), mode, " ".join(result["set"]))
         groups.setdefault(key, []).append(result)
     print(f"{'modality':9} {'mode':5} {'seeds':6} " + " ".join(f"{cp:>6}" for cp in REPORTED)
           + "  best  wall s  cpu s  recipe (--set over the profile)")  # fmt: skip
@@ -166,6 +171,9 @@ def main() -> None:
     parser.add_argument("--fov-mm", type=float, default=140.0)
     parser.add_argument("--modality", choices=("localizer", "cmr", "ecg", "tabular"),
                         default="localizer", help="Stage III input (mode sup: E_sup, ...)")  # fmt: skip
+    parser.add_argument("--init", default=None,
+                        help="mode sup: Stage III from this Stage I / II checkpoint")  # fmt: skip
+    parser.add_argument("--tabular-variant", default="T", help="T, or Tp (the L+E+Tp ablation)")
     parser.add_argument("--fraction", type=float, default=None, help="Stage III training fraction")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cohort", default=None, help="an existing cohort folder (no simulation)")
@@ -177,6 +185,8 @@ def main() -> None:
     if args.summary:
         summary(args.summary)
         return
+    if args.init and args.mode != "sup":
+        parser.error(f"--mode {args.mode} makes its own initialization; --init needs --mode sup")
     if args.modality != "localizer" and args.mode != "sup":
         parser.error(f"--mode {args.mode} pre-trains the localizer; --modality needs --mode sup")
     t0 = time.perf_counter()
