@@ -145,18 +145,24 @@ def summary(log: str) -> None:
         mode = result["mode"] + (
             " from " + Path(result["init"]).parent.name if result.get("init") else ""
         )
-        key = (result.get("modality", "localizer"), mode, " ".join(result["set"]))
+        key = (
+            result.get("modality", "localizer"),
+            mode,
+            result["n_train"],
+            " ".join(result["set"]),
+        )
         groups.setdefault(key, []).append(result)
-    print(f"{'modality':9} {'mode':5} {'seeds':6} " + " ".join(f"{cp:>6}" for cp in REPORTED)
+    print(f"{'modality':9} {'mode':5} {'train':>5} {'seeds':6} "
+          + " ".join(f"{cp:>6}" for cp in REPORTED)
           + "  best  wall s  cpu s  recipe (--set over the profile)")  # fmt: skip
-    for (modality, mode, sets), results in groups.items():
+    for (modality, mode, n_train, sets), results in groups.items():
         seeds = ",".join(str(r.get("seed", 0)) for r in results)
         r = " ".join(f"{np.mean([x['r'][cp] for x in results]):6.3f}" for cp in REPORTED)
         best = np.mean([x["stage3_best_epoch"] for x in results])
         wall = np.mean([x["seconds"]["stage3"] for x in results])
         cpu = [x["seconds"]["stage3_cpu"] for x in results if "stage3_cpu" in x["seconds"]]
         cpu_text = f"{np.mean(cpu):6.0f}" if cpu else "     -"
-        print(f"{modality:9} {mode:5} {seeds:6} {r}  {best:4.1f} {wall:7.0f} {cpu_text}  "
+        print(f"{modality:9} {mode:5} {n_train:5d} {seeds:6} {r}  {best:4.1f} {wall:7.0f} {cpu_text}  "
               f"{sets or '(profile)'}")  # fmt: skip
 
 
