@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ctrip.pipeline.settings import SettingsError, load_settings
 from ctrip.stages import train
 from ctrip.stages.config import make_config
 from tests.factories import make_tiny_cohort
@@ -49,3 +50,25 @@ def test_scratch_rate_reaches_only_scratch_encoders(tmp_path, monkeypatch):
     stage1 = train.run_stage1(cohort, "localizer", config, tmp_path / "s1", seed=0)
     assert _encoder_lrs(cohort, None, config, tmp_path, monkeypatch) == ({5e-3}, {1e-3})
     assert _encoder_lrs(cohort, stage1, config, tmp_path, monkeypatch) == ({2e-4}, {1e-3})
+
+
+def test_scratch_encoders_train_their_own_number_of_epochs(tmp_path):
+    cohort = make_tiny_cohort(tmp_path / "cohort", n=30)
+    config = make_config(
+        "smoke",
+        {"stage1": {"max_epochs": 1}, "trainer": {"accelerator": "cpu", "threads": 1},
+         "stage3": {"max_epochs": 2, "max_epochs_scratch": 3, "patience": 100}},
+    )  # fmt: skip
+    stage1 = train.run_stage1(cohort, "localizer", config, tmp_path / "s1", seed=0)
+    scratch = train.run_stage3(cohort, "localizer", None, config, tmp_path / "a", seed=0)
+    pretrained = train.run_stage3(cohort, "localizer", stage1, config, tmp_path / "b", seed=0)
+    assert scratch.history["epoch"] == [0, 1, 2] and pretrained.history["epoch"] == [0, 1]
+    same = train.run_stage3(cohort, "localizer", None, {**config, "stage3": {
+        **config["stage3"], "max_epochs_scratch": None}}, tmp_path / "c", seed=0)  # fmt: skip
+    assert same.history["epoch"] == [0, 1]
+
+
+def test_scratch_epochs_are_checked_like_every_setting():
+    assert load_settings("default")["config"]["stage3"]["max_epochs_scratch"] >= 1
+    with pytest.raises(SettingsError, match="max_epochs_scratch"):
+        load_settings("smoke", ["config.stage3.max_epochs_scratch=0"])

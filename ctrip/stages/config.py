@@ -35,6 +35,8 @@ stage1 / stage2 / stage3     optimization of each stage
     lr_head, lr_encoder      (stage3) head and pre-trained encoder learning rates (1e-3, 1e-4)
     lr_encoder_scratch       (stage3) encoder lr when it starts from random weights (a
                              supervised baseline has no pre-trained features to protect)
+    max_epochs_scratch       (stage3) max_epochs when the encoder starts from random weights
+                             (null: max_epochs): it has only Stage III to learn in
     weight_decay             AdamW decoupled weight decay (not on biases, norms, tokens)
     warmup_epochs            linear warm-up, then cosine decay per step to min_lr_ratio * lr
     min_lr_ratio             floor of the cosine schedule as a fraction of the peak lr
@@ -151,6 +153,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "lr_head": 1e-3,
         "lr_encoder": 1e-4,
         "lr_encoder_scratch": 1e-3,
+        "max_epochs_scratch": None,
         "weight_decay": 0.05,
         "warmup_epochs": 1,
         "min_lr_ratio": 0.01,
