@@ -37,28 +37,34 @@ EVAL_BATCH = 64
 
 
 class ImageCNN(nn.Module):
-    """(B, C, H, W) -> (B, outputs): 4 x [3x3 conv, BN, ReLU, 2x2 max-pool], GAP, linear.
+    """(B, C, H, W) -> (B, outputs): blocks of `convs_per_block` x [3x3 conv, BN, ReLU] and a
+    2x2 max-pool, then global average pooling and a linear head.
 
-    Widths 16-32-64-64 cost 2.5x less than 32-64-128-128 and lose little: on 3000 simulated
-    subjects (2100 training, 15 epochs) test LVM r 0.927 vs 0.947, RVEDV 0.831 vs 0.848."""
+    The book's yardstick is the cheap one (one convolution per block, widths 16-32-64-64);
+    `STANDARD_IMAGE_CNN` is the standard small CNN it is measured against
+    (`benchmarks/bench_baselines.py --cohort`)."""
 
     def __init__(
         self,
         in_channels: int = 3,
         outputs: int = len(CP_NAMES),
         widths: Sequence[int] = (16, 32, 64, 64),
+        convs_per_block: int = 1,
     ) -> None:
         super().__init__()
+        if convs_per_block < 1:
+            raise ValueError(f"convs_per_block must be >= 1, got {convs_per_block}")
         layers: list[nn.Module] = []
         channels = in_channels
         for width in widths:
-            layers += [
-                nn.Conv2d(channels, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-            channels = width
+            for _ in range(convs_per_block):
+                layers += [
+                    nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                channels = width
+            layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(channels, outputs)
 
@@ -66,6 +72,10 @@ class ImageCNN(nn.Module):
         # channels-last memory: oneDNN convolutions, batch norm and pooling run 1.6x faster on
         # the CPU (one thread, batch 64: 95 vs 150 ms per step; `benchmarks/bench_baselines.py`)
         return self.head(self.features(x.contiguous(memory_format=torch.channels_last)))
+
+
+# The standard small 2-D CNN: two 3x3 convolutions per block, widths 32-64-128.
+STANDARD_IMAGE_CNN = {"widths": (32, 64, 128), "convs_per_block": 2}
 
 
 class ECGCNN(nn.Module):
@@ -170,19 +180,23 @@ def fit_network(
     batch_size: int = 64,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
+    patience: int | None = None,
     progress: bool = False,
 ) -> BaselinePredictions:
     """Train `model` on z-scored targets (MSE) and predict validation and test.
 
-    AdamW with a one-cycle learning rate over a fixed number of epochs; inputs standardized per
+    AdamW with a one-cycle learning rate over at most `epochs` epochs; inputs standardized per
     channel with training statistics; the weights of the epoch with the lowest validation MSE
-    are kept. Every random draw (initialization, batch order) comes from `seed`.
+    are kept, and with `patience` training stops after that many epochs without a lower one.
+    Every random draw (initialization, batch order) comes from `seed`.
     """
     if len(x_train) != len(y_train) or len(x_val) != len(y_val):
         raise ValueError(
             f"inputs and targets differ in length: train {len(x_train)} vs {len(y_train)}, "
             f"val {len(x_val)} vs {len(y_val)}"
         )
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 epoch, got {patience}")
     if len(x_train) < 2 or len(x_val) < 1:
         raise ValueError(
             f"need >= 2 training and >= 1 validation subjects, got {len(x_train)}, {len(x_val)}"
@@ -219,6 +233,8 @@ def fit_network(
             print(f"epoch {epoch:3d} train {total / len(order):.4f} val {val_loss:.4f}", flush=True)
         if val_loss < best_loss:
             best_loss, best = val_loss, (epoch, copy.deepcopy(model.state_dict()))
+        elif patience is not None and epoch - best[0] >= patience:
+            break
     model.load_state_dict(best[1])
     return BaselinePredictions(
         val=_predict(model, x_val, mean, std, EVAL_BATCH),
@@ -359,10 +375,12 @@ def run_baseline(
     seed: int = 0,
     fraction: float | None = None,
     epochs: int = 30,
+    image_cnn: dict | None = None,
     **train_options,
 ) -> BaselinePredictions:
     """One reference baseline: `kind` is "cnn", "ridge" or "mean". `data` is the modality's
-    `BaselineData` (read once for many fits) or a cohort to read it from."""
+    `BaselineData` (read once for many fits) or a cohort to read it from. `image_cnn`: the
+    `ImageCNN` architecture of an image CNN (e.g. `STANDARD_IMAGE_CNN`; None: the cheap one)."""
     if not isinstance(data, BaselineData):
         data = BaselineData.load(data, modality)
     elif data.modality != modality:
@@ -380,7 +398,7 @@ def run_baseline(
     if modality == "ecg":
         model: nn.Module = ECGCNN(in_channels=xt.shape[1])
     elif modality in ("localizer", "cmr"):
-        model = ImageCNN(in_channels=xt.shape[1])
+        model = ImageCNN(in_channels=xt.shape[1], **(image_cnn or {}))
     else:
         raise ValueError(f"no CNN baseline for {modality!r}; use 'ridge' for tabular")
     return fit_network(model, xt, yt, xv, yv, xs, epochs=epochs, seed=seed, **train_options)

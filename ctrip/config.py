@@ -49,6 +49,8 @@ stage1 / stage2 / stage3     optimization of each stage
     lr_head, lr_encoder      (stage3) head and pre-trained encoder learning rates (1e-3, 1e-4)
     lr_encoder_scratch       (stage3) encoder lr when it starts from random weights (a
                              supervised baseline has no pre-trained features to protect)
+    max_epochs_scratch       (stage3) max_epochs when the encoder starts from random weights
+                             (null: max_epochs): it has only Stage III to learn in
     weight_decay             AdamW decoupled weight decay (not on biases, norms, tokens)
     warmup_epochs            linear warm-up, then cosine decay per step to min_lr_ratio * lr
     min_lr_ratio             floor of the cosine schedule as a fraction of the peak lr
@@ -184,6 +186,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "lr_head": 1e-3,
         "lr_encoder": 1e-4,
         "lr_encoder_scratch": 1e-3,
+        "max_epochs_scratch": None,
         "weight_decay": 0.05,
         "warmup_epochs": 1,
         "min_lr_ratio": 0.01,
@@ -444,7 +447,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "config.models.*.mlp_ratio": _POSITIVE, "config.models.*.patch_size": _POSITIVE,
     "config.models.*.mask_ratio": (0.0, 1.0, False, False), "config.models.ecg.rate_hz": _POSITIVE,
     "config.models.ecg.patch_seconds": _POSITIVE, "config.models.ecg.highpass_hz": _POSITIVE,
-    "config.stage?.max_epochs": _POSITIVE, "config.stage?.batch_size": _POSITIVE,
+    "config.stage?.max_epochs*": _POSITIVE, "config.stage?.batch_size": _POSITIVE,
     "config.stage?.lr*": _POSITIVE, "config.stage?.weight_decay": _NONNEGATIVE,
     "config.stage?.warmup_epochs": _NONNEGATIVE,
     "config.stage?.min_lr_ratio": (0.0, 1.0, True, True), "config.stage?.patience": _POSITIVE,
@@ -480,6 +483,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "config.models.*.highpass_hz": (int, float, type(None)),
     "config.stage2.lr_encoder": (int, float, type(None)),
     "config.stage2.projection_hidden": (int, type(None)),
+    "config.stage3.max_epochs_scratch": (int, type(None)),
     "config.trainer.devices": (int, str, list),
     "cohort.path": (str,),
     "cohort.sizes.localizer_fov_mm": (int, float, type(None)),

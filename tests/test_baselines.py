@@ -9,6 +9,7 @@ from torch import nn
 
 from ctrip.baselines import (
     ECGCNN,
+    STANDARD_IMAGE_CNN,
     ImageCNN,
     baseline_inputs,
     fit_mean,
@@ -87,6 +88,43 @@ def test_seed_fixes_the_run():
 
     assert np.array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
+
+
+def test_standard_image_cnn_has_two_convolutions_per_block():
+    """Two 3x3 convolutions (each with batch norm and ReLU) per block, widths 32-64-128, a
+    max-pool per block; the book's cheap CNN has one per block."""
+    standard = ImageCNN(3, len(CP_NAMES), **STANDARD_IMAGE_CNN)
+    convs = [m for m in standard.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in standard.features) == 6
+    assert sum(isinstance(m, nn.MaxPool2d) for m in standard.features) == 3
+    assert standard(torch.randn(2, 3, 64, 64)).shape == (2, len(CP_NAMES))
+    cheap = [m for m in ImageCNN(3).features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in cheap] == [16, 32, 64, 64]
+    with pytest.raises(ValueError, match="convs_per_block"):
+        ImageCNN(3, convs_per_block=0)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    """Validation targets unrelated to the inputs: the validation loss bottoms out early, and
+    with patience training stops `patience` epochs after its minimum, keeping that epoch's
+    weights (the predictions returned score the minimum's validation loss)."""
+    torch.set_num_threads(1)
+    x, y = learnable((3, 16, 16), n=32)
+    noise = np.random.default_rng(5).normal(size=y.shape).astype(np.float32)
+    model = ImageCNN(3, 2, widths=(8, 8))
+    result = fit_network(model, x, y, x, noise, x, epochs=30, seed=0, batch_size=8, lr=1e-2,
+                         patience=3)  # fmt: skip
+    val = [h["val_mse"] for h in result.history]
+    best = int(np.argmin(val))
+    assert result.chosen["best_epoch"] == best and len(val) == best + 4 < 30
+    assert np.isclose(np.mean((result.val - noise) ** 2), min(val), rtol=1e-5)
+    again = fit_network(ImageCNN(3, 2, widths=(8, 8)), x, y, x, noise, x, epochs=30, seed=0,
+                        batch_size=8, lr=1e-2, patience=3)  # fmt: skip
+    assert np.array_equal(again.test, result.test) and again.chosen == result.chosen
+    with pytest.raises(ValueError, match="patience"):
+        fit_network(model, x, y, x, y, x, patience=0)
 
 
 def test_bad_inputs_are_named():

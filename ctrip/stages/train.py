@@ -318,7 +318,10 @@ def run_stage3(
         config.get("augment"),
         config.get("rigid"),
     )
-    trainer, best = _fit(module, dm, config, "stage3", out_dir)
+    fit_config = config
+    if init is None and stage.get("max_epochs_scratch"):
+        fit_config = {**config, "stage3": {**stage, "max_epochs": stage["max_epochs_scratch"]}}
+    trainer, best = _fit(module, dm, fit_config, "stage3", out_dir)
     model = CPRegressor(module.encoder, module.head, modality, dm.stats)
     ckpt = _common("stage3", config, seed, cohort, tabular_variant, dm.stats, best)
     ckpt.update(
