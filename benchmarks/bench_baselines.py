@@ -91,8 +91,7 @@ def step_times(steps: int) -> None:
 
 
 def cohort_comparison(args: argparse.Namespace) -> None:
-    from ctrip.pipeline.settings import load_settings
-
+    from ctrip.config import load_settings
     from ctrip.data.cohort import Cohort
 
     epochs = load_settings(args.profile)["reference_baselines"]["epochs"]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ctrip.pipeline.settings import SettingsError, load_settings
-from ctrip.stages.config import make_config
 
+from ctrip.config import SettingsError, load_settings, make_config
 from ctrip.stages import train
 from tests.factories import make_tiny_cohort
 
