@@ -25,6 +25,7 @@ import pandas as pd
 
 from ctrip.analysis.metrics import paired_bootstrap_frames
 from ctrip.data.cohort import constant_value
+from ctrip.data.schema import MODALITY_LABELS
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:
@@ -340,9 +341,6 @@ def alignment_geometry(
     return pd.DataFrame(rows)
 
 
-_DISPLAY_NAMES = {"ecg": "ECG", "cmr": "CMR"}
-
-
 def describe_alignment_geometry(geometry: pd.DataFrame) -> str:
     """Generated sentences on `alignment_geometry`, one paragraph per pair: the modality gap
     over the spread within the modalities before and after alignment, and how much nearer a
@@ -371,7 +369,7 @@ def describe_alignment_geometry(geometry: pd.DataFrame) -> str:
             f"{paired(row, '_centred')}"
             for _, row in part.iterrows()
         )
-        q_name, g_name = (_DISPLAY_NAMES.get(m, m) for m in (q, g))
+        q_name, g_name = (MODALITY_LABELS.get(m, m) for m in (q, g))
         paragraphs.append(
             f"**{q_name} and {g_name}.** The modality gap (the distance between the two "
             f"modalities' centroids on the unit sphere): {gaps}. The distance from a subject's "
