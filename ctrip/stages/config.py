@@ -27,6 +27,12 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
                              (the paper); false: one token holds all 12 leads (cheaper)
     highpass_hz              (ecg) baseline-drift removal inside the model (zero-phase
                              Butterworth high-pass, 0.67 Hz as ctrip.data.ecg); null: off
+    decoder_alibi            (ecg) the MAE decoder's attention biased by the distance between
+                             tokens (ALiBi, Press et al. 2022), so that it starts out reading the
+                             visible tokens near each hidden one (Stage I only)
+    stage1_epochs            (ecg) Stage I epochs of this modality's autoencoder in place of
+                             stage1.max_epochs (null: stage1.max_epochs); `run_config` moves it
+                             into the Stage I run's stage1 section
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
     lr                       peak learning rate (stage1, stage2)
@@ -108,6 +114,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "patch_seconds": 0.2,
             "per_lead": False,
             "highpass_hz": 0.67,
+            "decoder_alibi": False,
+            "stage1_epochs": None,
             **_TRANSFORMER,
         },
         "tabular": dict(_TRANSFORMER),
@@ -281,13 +289,16 @@ def run_config(
 
     section = copy.deepcopy(config[stage])
     models = list(modalities)
+    own_epochs = [config["models"][m].get("stage1_epochs") for m in models]
+    if stage == "stage1" and len(models) == 1 and own_epochs[0]:
+        section["max_epochs"] = own_epochs[0]
     if stage == "stage2":
         auxiliary, ecg_tabular = stage2_pairs(pairs or [], section["ecg_tabular"])
         models = ["localizer", *auxiliary]
         used = [f"localizer-{m}" for m in auxiliary] + (["ecg-tabular"] if ecg_tabular else [])
         section["temperatures"] = {k: v for k, v in section["temperatures"].items() if k in used}
     out: dict[str, Any] = {
-        "models": {m: copy.deepcopy(config["models"][m]) for m in models},
+        "models": {m: _model_section(config["models"][m], stage) for m in models},
         stage: section,
         "trainer": copy.deepcopy(config["trainer"]),
     }
@@ -296,6 +307,14 @@ def run_config(
     if set(models) & set(IMAGE_MODALITIES) and section.get("augment_rigid"):
         out["rigid"] = copy.deepcopy(config["rigid"])
     return out
+
+
+def _model_section(model: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A run's copy of a model's config, without the keys it does not read, so that they change
+    no other run's cache key: `stage1_epochs` (in the Stage I section instead) and, outside
+    Stage I, `decoder_alibi`."""
+    unread = {"stage1_epochs"} | ({"decoder_alibi"} if stage != "stage1" else set())
+    return {k: copy.deepcopy(v) for k, v in model.items() if k not in unread}
 
 
 def set_key(tree: dict[str, Any], dotted: str, value: Any, what: str = "set_key") -> dict[str, Any]:
