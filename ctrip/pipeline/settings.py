@@ -103,7 +103,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "config.models.*.mlp_ratio": _POSITIVE, "config.models.*.patch_size": _POSITIVE,
     "config.models.*.mask_ratio": (0.0, 1.0, False, False), "config.models.ecg.rate_hz": _POSITIVE,
     "config.models.ecg.patch_seconds": _POSITIVE, "config.models.ecg.highpass_hz": _POSITIVE,
-    "config.models.*.stage1_epochs": _POSITIVE,
+    "config.models.*.stage1.max_epochs": _POSITIVE, "config.models.*.stage1.lr": _POSITIVE,
     "config.stage?.max_epochs": _POSITIVE, "config.stage?.batch_size": _POSITIVE,
     "config.stage?.lr*": _POSITIVE, "config.stage?.weight_decay": _NONNEGATIVE,
     "config.stage?.warmup_epochs": _NONNEGATIVE,
@@ -138,7 +138,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 TYPES: dict[str, tuple[type, ...]] = {
     "config.models.ecg.rate_hz": (int, float, type(None)),
     "config.models.*.highpass_hz": (int, float, type(None)),
-    "config.models.*.stage1_epochs": (int, type(None)),
+    "config.models.*.stage1.max_epochs": (int, type(None)),
+    "config.models.*.stage1.lr": (int, float, type(None)),
     "config.stage2.lr_encoder": (int, float, type(None)),
     "config.stage2.projection_hidden": (int, type(None)),
     "config.trainer.devices": (int, str, list),

@@ -30,8 +30,8 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
     decoder_alibi            (ecg) the MAE decoder's attention biased by the distance between
                              tokens (ALiBi, Press et al. 2022), so that it starts out reading the
                              visible tokens near each hidden one (Stage I only)
-    stage1_epochs            (ecg) Stage I epochs of this modality's autoencoder in place of
-                             stage1.max_epochs (null: stage1.max_epochs); `run_config` moves it
+    stage1                   (ecg) max_epochs and lr of this modality's Stage I in place of the
+                             stage1 section's (null: the section's); `run_config` moves them
                              into the Stage I run's stage1 section
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
@@ -115,7 +115,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "per_lead": False,
             "highpass_hz": 0.67,
             "decoder_alibi": False,
-            "stage1_epochs": None,
+            "stage1": {"max_epochs": None, "lr": None},
             **_TRANSFORMER,
         },
         "tabular": dict(_TRANSFORMER),
@@ -289,9 +289,9 @@ def run_config(
 
     section = copy.deepcopy(config[stage])
     models = list(modalities)
-    own_epochs = [config["models"][m].get("stage1_epochs") for m in models]
-    if stage == "stage1" and len(models) == 1 and own_epochs[0]:
-        section["max_epochs"] = own_epochs[0]
+    if stage == "stage1" and len(models) == 1:  # the modality's own Stage I settings
+        own = config["models"][models[0]].get("stage1") or {}
+        section.update({k: v for k, v in own.items() if v is not None})
     if stage == "stage2":
         auxiliary, ecg_tabular = stage2_pairs(pairs or [], section["ecg_tabular"])
         models = ["localizer", *auxiliary]
@@ -311,9 +311,9 @@ def run_config(
 
 def _model_section(model: dict[str, Any], stage: str) -> dict[str, Any]:
     """A run's copy of a model's config, without the keys it does not read, so that they change
-    no other run's cache key: `stage1_epochs` (in the Stage I section instead) and, outside
-    Stage I, `decoder_alibi`."""
-    unread = {"stage1_epochs"} | ({"decoder_alibi"} if stage != "stage1" else set())
+    no other run's cache key: `stage1` (in the Stage I section instead) and, outside Stage I,
+    `decoder_alibi`."""
+    unread = {"stage1"} | ({"decoder_alibi"} if stage != "stage1" else set())
     return {k: copy.deepcopy(v) for k, v in model.items() if k not in unread}
 
 
