@@ -90,6 +90,8 @@ def test_a_modalitys_stage1_settings_and_decoder_alibi_reach_only_its_stage1_run
 def test_the_default_profile_trains_the_ecg_autoencoder_with_its_own_recipe():
     config = make_config("default")
     ecg = run_config(config, "stage1", ["ecg"])
+    assert ecg["models"]["ecg"]["decoder_alibi"] is True
+    assert ecg["stage1"]["lr"] == config["models"]["ecg"]["stage1"]["lr"]
     assert ecg["stage1"]["max_epochs"] == config["models"]["ecg"]["stage1"]["max_epochs"]
     assert ecg["stage1"]["max_epochs"] > config["stage1"]["max_epochs"]
     assert make_config("paper")["models"]["ecg"]["stage1"] == {"max_epochs": None, "lr": None}
