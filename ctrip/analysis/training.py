@@ -213,7 +213,7 @@ def describe_stage1_learning(
 
 
 def _describe_tabular_learning(summary: pd.DataFrame) -> str:
-    from ctrip.analysis.screening import wilson_interval
+    from scipy.stats import binomtest
 
     numerical = summary[summary["kind"] == "numerical"].dropna(subset=["r"])
     learned = []
@@ -226,7 +226,7 @@ def _describe_tabular_learning(summary: pd.DataFrame) -> str:
     above = []
     for _, row in categorical.iterrows():
         n = int(row["n_hidden"])
-        low, _ = wilson_interval(int(round(row["accuracy"] * n)), n)
+        low = binomtest(int(round(row["accuracy"] * n)), n).proportion_ci(method="wilson").low
         if low > row["majority_share"]:
             above.append(
                 f"{row['feature']} {row['accuracy']:.2f} against {row['majority_share']:.2f}"
