@@ -41,6 +41,12 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
                              (the paper); false: one token holds all 12 leads (cheaper)
     highpass_hz              (ecg) baseline-drift removal inside the model (zero-phase
                              Butterworth high-pass, 0.67 Hz as ctrip.data.ecg); null: off
+    decoder_alibi            (ecg) the MAE decoder's attention biased by the distance between
+                             tokens (ALiBi, Press et al. 2022), so that it starts out reading the
+                             visible tokens near each hidden one (Stage I only)
+    stage1                   (ecg) max_epochs and lr of this modality's Stage I in place of the
+                             stage1 section's (null: the section's); `run_config` moves them
+                             into the Stage I run's stage1 section
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
     lr                       peak learning rate (stage1, stage2)
@@ -143,6 +149,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "patch_seconds": 0.2,
             "per_lead": False,
             "highpass_hz": 0.67,
+            "decoder_alibi": False,
+            "stage1": {"max_epochs": None, "lr": None},
             **_TRANSFORMER,
         },
         "tabular": dict(_TRANSFORMER),
@@ -302,7 +310,8 @@ def stage2_pairs(pairs: Sequence[Sequence[str]], ecg_tabular: bool) -> tuple[lis
 
 
 # Model keys that only Stage I's masked autoencoder reads (`ctrip.stages.build.new_mae`).
-STAGE1_ONLY_MODEL_KEYS = ("decoder_dim", "decoder_depth", "decoder_heads", "mask_ratio")
+STAGE1_ONLY_MODEL_KEYS = ("decoder_dim", "decoder_depth", "decoder_heads", "decoder_alibi",
+                          "mask_ratio")  # fmt: skip
 
 
 def run_config(
@@ -312,24 +321,22 @@ def run_config(
     pairs: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """What one run of `stage` on `modalities` reads of the full `config`: their models (after
-    Stage I without the masked autoencoder's keys), the stage's section (Stage II: only the temperatures of its pairs), the augmentation when
-    image batches are augmented, and the trainer. The plan gives this to the notebook,
-    which trains with it and stores it in the checkpoint."""
+    Stage I without the masked autoencoder's keys), the stage's section (Stage I: with the
+    modality's own `stage1` settings; Stage II: only the temperatures of its pairs), the
+    augmentation when image batches are augmented, and the trainer. The plan gives this to the
+    notebook, which trains with it and stores it in the checkpoint."""
     section = copy.deepcopy(config[stage])
     models = list(modalities)
+    if stage == "stage1" and len(models) == 1:  # the modality's own Stage I settings
+        own = config["models"][models[0]].get("stage1") or {}
+        section.update({k: v for k, v in own.items() if v is not None})
     if stage == "stage2":
         auxiliary, ecg_tabular = stage2_pairs(pairs or [], section["ecg_tabular"])
         models = ["localizer", *auxiliary]
         used = [f"localizer-{m}" for m in auxiliary] + (["ecg-tabular"] if ecg_tabular else [])
         section["temperatures"] = {k: v for k, v in section["temperatures"].items() if k in used}
-    # Masking and the decoder exist only in Stage I's masked autoencoder: the encoders of
-    # Stage II and III never read them, so a masking ablation leaves their keys alone.
-    dropped = () if stage == "stage1" else STAGE1_ONLY_MODEL_KEYS
     out: dict[str, Any] = {
-        "models": {
-            m: {k: copy.deepcopy(v) for k, v in config["models"][m].items() if k not in dropped}
-            for m in models
-        },
+        "models": {m: _model_section(config["models"][m], stage) for m in models},
         stage: section,
         "trainer": copy.deepcopy(config["trainer"]),
     }
@@ -338,6 +345,15 @@ def run_config(
     if set(models) & set(IMAGE_MODALITIES) and section.get("augment_rigid"):
         out["rigid"] = copy.deepcopy(config["rigid"])
     return out
+
+
+def _model_section(model: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A run's copy of a model's config, without the keys it does not read, so that they change
+    no other run's cache key: `stage1` (in the Stage I section instead) and, outside Stage I,
+    the masking and the decoder, which exist only in Stage I's masked autoencoder (a masking
+    ablation leaves the keys of Stages II and III alone)."""
+    unread = {"stage1", *(STAGE1_ONLY_MODEL_KEYS if stage != "stage1" else ())}
+    return {k: copy.deepcopy(v) for k, v in model.items() if k not in unread}
 
 
 def set_key(tree: dict[str, Any], dotted: str, value: Any, what: str = "set_key") -> dict[str, Any]:
@@ -447,6 +463,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "config.models.*.mlp_ratio": _POSITIVE, "config.models.*.patch_size": _POSITIVE,
     "config.models.*.mask_ratio": (0.0, 1.0, False, False), "config.models.ecg.rate_hz": _POSITIVE,
     "config.models.ecg.patch_seconds": _POSITIVE, "config.models.ecg.highpass_hz": _POSITIVE,
+    "config.models.*.stage1.max_epochs": _POSITIVE, "config.models.*.stage1.lr": _POSITIVE,
     "config.stage?.max_epochs*": _POSITIVE, "config.stage?.batch_size": _POSITIVE,
     "config.stage?.lr*": _POSITIVE, "config.stage?.weight_decay": _NONNEGATIVE,
     "config.stage?.warmup_epochs": _NONNEGATIVE,
@@ -481,6 +498,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 TYPES: dict[str, tuple[type, ...]] = {
     "config.models.ecg.rate_hz": (int, float, type(None)),
     "config.models.*.highpass_hz": (int, float, type(None)),
+    "config.models.*.stage1.max_epochs": (int, type(None)),
+    "config.models.*.stage1.lr": (int, float, type(None)),
     "config.stage2.lr_encoder": (int, float, type(None)),
     "config.stage2.projection_hidden": (int, type(None)),
     "config.stage3.max_epochs_scratch": (int, type(None)),

@@ -182,3 +182,96 @@ def test_canonical_correlations_hold_out_their_fit():
         held_out_canonical_correlations(x, y[:100])
     with pytest.raises(ValueError, match="varies"):
         held_out_canonical_correlations(np.ones((50, 2)), y[:50])
+
+
+def test_unit_embeddings_keep_each_encoders_coordinates():
+    from ctrip.analysis.alignment import unit_embeddings
+
+    unit = unit_embeddings({"localizer": [[3.0, 4.0], [0.0, 2.0]], "ecg": [[2.0], [-1.0]]})
+    assert unit["localizer"].tolist() == [[0.6, 0.8], [0.0, 1.0]]
+    assert unit["ecg"].tolist() == [[1.0, 0.0], [-1.0, 0.0]]  # padded to the widest, not PCA'd
+    with pytest.raises(ValueError, match="all-zero"):
+        unit_embeddings({"ecg": [[0.0, 0.0], [1.0, 0.0]]})
+
+
+def test_modality_gap_by_hand():
+    from ctrip.analysis.alignment import modality_gap
+
+    # two clouds of +-1 around (0, 0) and (4, 0): centroids 4 apart, spread 1 within each
+    a = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    gap = modality_gap(a, a + [4.0, 0.0])
+    assert gap["gap"] == pytest.approx(4.0)
+    assert gap["spread_a"] == pytest.approx(1.0) and gap["spread_b"] == pytest.approx(1.0)
+    assert gap["gap_over_spread"] == pytest.approx(4.0)
+    # one cloud: no gap; a wider second cloud raises the RMS of the spreads
+    assert modality_gap(a, a)["gap"] == pytest.approx(0.0)
+    assert modality_gap(a, 3 * a + [4.0, 0.0])["gap_over_spread"] == pytest.approx(4 / np.sqrt(5))
+    with pytest.raises(ValueError, match="width"):
+        modality_gap(a, a[:, :1])
+
+
+def test_paired_distances_by_hand_and_without_correspondence():
+    from ctrip.analysis.alignment import paired_distances
+
+    # three subjects on a line: each own row is at distance 0, the others at 1 and 2 (or 1, 1)
+    q = np.array([[0.0], [1.0], [2.0]])
+    d = paired_distances(q, q)
+    assert d["own"] == 0.0 and d["others"] == pytest.approx((1.5 + 1.0 + 1.5) / 3)
+    assert d["ratio"] == 0.0 and d["closer"] == 1.0 and d["n"] == 3
+    assert d["difference"] == pytest.approx(4 / 3) and d["ci_low"] < 4 / 3 < d["ci_high"]
+    # the gallery of unrelated subjects: own and others alike, the CI holds 0
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    none = paired_distances(x, y)
+    assert none["ratio"] == pytest.approx(1.0, abs=0.03) and none["ci_low"] < 0 < none["ci_high"]
+    with pytest.raises(ValueError, match="shape"):
+        paired_distances(x, y[:10])
+
+
+def test_alignment_geometry_separates_the_gap_from_the_correspondence():
+    from ctrip.analysis.alignment import alignment_geometry, describe_alignment_geometry
+
+    rng = np.random.default_rng(1)
+    subjects = rng.normal(size=(200, 6))
+    # after: the ECG is each subject's localizer moved by one offset (a modality gap) and noise;
+    # before: unrelated
+    offset = np.r_[6.0, np.zeros(5)]
+    after = {"localizer": subjects + offset,
+             "ecg": subjects - offset + 0.3 * rng.normal(size=(200, 6))}  # fmt: skip
+    before = {"localizer": subjects, "ecg": rng.normal(size=(200, 6))}
+    geometry = alignment_geometry({"before": before, "after": after}, [("localizer", "ecg")])
+    b, a = geometry.set_index("when").loc["before"], geometry.set_index("when").loc["after"]
+    assert a["gap_over_spread"] > 2 > b["gap_over_spread"]
+    assert b["ci_low_centred"] < 0 < b["ci_high_centred"]  # no correspondence before
+    assert a["ci_low_centred"] > 0 and a["closer_centred"] > 0.9
+    # removing the centroids makes the correspondence plainer: own much nearer than others
+    assert a["ratio_centred"] < a["ratio"] < 1
+    text = describe_alignment_geometry(geometry)
+    assert text.startswith("**localizer and ECG.** The modality gap")
+    assert f"after alignment {a['gap']:.2f} apart" in text
+    assert f"before alignment {b['own']:.2f} against {b['others']:.2f}" in text
+    assert "no difference)" in text
+    assert f"nearer for {100 * a['closer_centred']:.0f}% of subjects" in text
+    with pytest.raises(KeyError, match="tabular"):
+        alignment_geometry({"after": after}, [("localizer", "tabular")])
+
+
+def test_fig2b_links_a_subjects_anchor_to_each_other_modality():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ctrip.analysis.figures import plot_umaps
+
+    rng = np.random.default_rng(0)
+    ids = [f"S{i}" for i in range(5)]
+    frame = pd.DataFrame({"x": rng.normal(size=15), "y": rng.normal(size=15),
+                          "modality": np.repeat(["localizer", "ecg", "tabular"], 5),
+                          "id": ids * 3, "LVM": rng.uniform(60, 200, 15),
+                          "sex": ["female", "male", "male", "female", "male"] * 3})  # fmt: skip
+    fig = plot_umaps({"after alignment": frame}, linked=["S1", "S3"])
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4  # two subjects, each: localizer -> ECG and localizer -> tabular
+    anchor = frame[(frame["id"] == "S1") & (frame["modality"] == "localizer")][["x", "y"]]
+    tabular = frame[(frame["id"] == "S1") & (frame["modality"] == "tabular")][["x", "y"]]
+    assert np.allclose(lines[1].get_xydata(), np.vstack([anchor, tabular]))
+    assert len(plot_umaps({"after alignment": frame}).axes[0].get_lines()) == 0

@@ -223,3 +223,38 @@ def test_reconstruction_skill_over_the_mean_patch_at_each_position():
         _FixedReconstruction(tokenizer, True), flat, position_mean=torch.zeros(1, 16, 48)
     )
     assert np.isnan(undefined["position_skill"]) and np.isnan(undefined["skill"])
+
+
+def test_stage1_reading_says_what_each_autoencoder_learned():
+    from ctrip.analysis.training import describe_stage1_learning
+
+    nothing = {"loss": 1.0, "mean_loss": 1.0, "skill": 0.0, "n": 8,
+               "position_mean_loss": 1.0, "position_skill": 0.0}  # fmt: skip
+    assert "learned in Stage I: nothing it can use" in describe_stage1_learning("ecg", nothing)
+    average = {**nothing, "loss": 0.5, "skill": 0.5, "position_mean_loss": 0.5,
+               "position_skill": 0.0}  # fmt: skip
+    assert "the average localizer at each position, not" in describe_stage1_learning(
+        "localizer", average
+    )
+    infers = {**nothing, "loss": 0.4, "skill": 0.6, "position_skill": 0.6}
+    text = describe_stage1_learning("ecg", infers)
+    assert "from the visible ones, with 60% less squared error" in text
+    assert "skill 0.60" in text  # followed by describe_reconstruction_skill's numbers
+    # tabular: r = 0.5 on 100 hidden entries has a CI above 0, r = 0.1 on 50 does not;
+    # 80 of 100 right against a majority of 0.6 is above it, 62 of 100 is not
+    summary = pd.DataFrame(
+        [{"feature": "bsa", "kind": "numerical", "n_hidden": 100, "r": 0.5},
+         {"feature": "age", "kind": "numerical", "n_hidden": 50, "r": 0.1},
+         {"feature": "sex", "kind": "categorical", "n_hidden": 100, "accuracy": 0.8,
+          "majority_share": 0.6},
+         {"feature": "smoking", "kind": "categorical", "n_hidden": 100, "accuracy": 0.62,
+          "majority_share": 0.6}]
+    )  # fmt: skip
+    text = describe_stage1_learning("tabular", tabular_summary=summary)
+    assert "hidden entries of 1 of its 2 numerical features" in text and "(bsa r 0.50)" in text
+    assert "1 of its 2 categorical features" in text and "(sex 0.80 against 0.60)" in text
+    assert "age r" not in text and "smoking" not in text
+    with pytest.raises(ValueError, match="tabular_reconstruction_summary"):
+        describe_stage1_learning("tabular")
+    with pytest.raises(ValueError, match="reconstruction_skill"):
+        describe_stage1_learning("ecg")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ctrip.analysis.metrics import paired_bootstrap_frames
 from ctrip.data.cohort import constant_value
+from ctrip.data.schema import MODALITY_LABELS
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:
@@ -249,3 +250,130 @@ def paired_r_differences(
                          "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p": res["p"],
                          "n": res["n"], "n_boot": n_boot})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def unit_embeddings(features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each modality's rows scaled to unit length (the sphere on which contrastive training
+    compares them by cosine) and zero-padded to the widest modality's width. Every encoder's own
+    coordinates are kept: no per-modality PCA or standardization, which would turn every
+    modality into the same centred cloud and so mix them by construction. Before alignment the
+    coordinates of different encoders are unrelated, and distances across modalities are those
+    of unrelated vectors."""
+    rows = {m: _unit_rows(_matrix(f, m), m) for m, f in features.items()}
+    width = max(f.shape[1] for f in rows.values())
+    return {m: np.pad(f, ((0, 0), (0, width - f.shape[1]))) for m, f in rows.items()}
+
+
+def modality_gap(a: Any, b: Any) -> dict[str, float]:
+    """The modality gap of Liang et al. (NeurIPS 2022, "Mind the Gap"): the distance between the
+    centroids of two modalities' embeddings, beside the spread within each (the root mean
+    squared distance of its rows to its own centroid), and their ratio gap / (RMS of the two
+    spreads). Above 1: the modalities sit apart as islands; near 0: in one cloud. Keys gap,
+    spread_a, spread_b, gap_over_spread."""
+    x, y = _matrix(a, "a"), _matrix(b, "b")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"a and b differ in width ({x.shape[1]} vs {y.shape[1]})")
+    gap = float(np.linalg.norm(x.mean(axis=0) - y.mean(axis=0)))
+    spread_a = float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    spread_b = float(np.sqrt(((y - y.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    within = np.sqrt((spread_a**2 + spread_b**2) / 2)
+    return {"gap": gap, "spread_a": spread_a, "spread_b": spread_b,
+            "gap_over_spread": gap / within if within > 0 else float("nan")}  # fmt: skip
+
+
+def paired_distances(query: Any, gallery: Any, confidence: float = 0.95) -> dict[str, float]:
+    """How much closer a subject's query embedding lies to its own gallery embedding than to
+    the other subjects' (row i of both is subject i; Euclidean distance). Keys own (mean
+    distance to its own row), others (mean distance to the other rows), ratio own / others,
+    difference others - own averaged over subjects with its t confidence interval (ci_low,
+    ci_high), closer (share of subjects whose own row is nearer than their average other), n.
+    No correspondence between the modalities gives a ratio of 1 and a difference of 0."""
+    from scipy import stats
+
+    q, g = _matrix(query, "query"), _matrix(gallery, "gallery")
+    if q.shape != g.shape:
+        raise ValueError(f"query and gallery differ in shape: {q.shape} vs {g.shape}")
+    n = q.shape[0]
+    squared = (q**2).sum(axis=1)[:, None] + (g**2).sum(axis=1)[None, :] - 2 * q @ g.T
+    distance = np.sqrt(np.clip(squared, 0.0, None))
+    own = np.diag(distance)
+    others = (distance.sum(axis=1) - own) / (n - 1)
+    gain = others - own
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * gain.std(ddof=1) / np.sqrt(n)
+    return {"own": float(own.mean()), "others": float(others.mean()),
+            "ratio": float(own.mean() / others.mean()), "difference": float(gain.mean()),
+            "ci_low": float(gain.mean() - half), "ci_high": float(gain.mean() + half),
+            "closer": float((gain > 0).mean()), "n": n}  # fmt: skip
+
+
+def centroids_removed(features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each modality's embeddings minus their own centroid: the modality gap taken out, so that
+    what is left of the geometry is where subjects sit within each modality."""
+    return {m: (x := _matrix(f, m)) - x.mean(axis=0) for m, f in features.items()}
+
+
+def alignment_geometry(
+    embeddings: Mapping[str, Mapping[str, Any]],
+    pairs: Sequence[tuple[str, str]] = (("localizer", "ecg"), ("localizer", "tabular")),
+) -> pd.DataFrame:
+    """The modality gap and the paired distances of each pair, for each set of embeddings
+    (e.g. {"before": ..., "after": ...}, each mapping a modality to its subjects x features
+    matrix, the same subjects in the same rows). The rows go through `unit_embeddings` first;
+    the paired distances are measured as they are and with each modality's centroid removed
+    (`centroids_removed`: the gap taken out). Rows: when, query, gallery, the keys of
+    `modality_gap` and of `paired_distances`, and those of the latter with each centroid removed
+    (suffix `_centred`)."""
+    rows = []
+    for when, features in embeddings.items():
+        unit = unit_embeddings(features)
+        centred = centroids_removed(unit)
+        for q, g in pairs:
+            if q not in unit or g not in unit:
+                raise KeyError(
+                    f"{when}: no embeddings for the pair {q} -> {g}; have {sorted(unit)}"
+                )
+            gap = modality_gap(unit[q], unit[g])
+            row = {"when": when, "query": q, "gallery": g, **gap,
+                   **paired_distances(unit[q], unit[g])}  # fmt: skip
+            row.update({f"{k}_centred": v for k, v in paired_distances(centred[q], centred[g]).items()
+                        if k != "n"})  # fmt: skip
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def describe_alignment_geometry(geometry: pd.DataFrame) -> str:
+    """Generated sentences on `alignment_geometry`, one paragraph per pair: the modality gap
+    over the spread within the modalities before and after alignment, and how much nearer a
+    subject's own embedding lies than the other subjects' (difference with its confidence
+    interval; one inside its CI is "no difference"), as measured and with the centroids
+    removed."""
+
+    def paired(row: pd.Series, suffix: str = "") -> str:
+        low, high = row[f"ci_low{suffix}"], row[f"ci_high{suffix}"]
+        text = (f"{row[f'own{suffix}']:.2f} against {row[f'others{suffix}']:.2f} (difference "
+                f"{row[f'difference{suffix}']:.3f}, 95% CI [{low:.3f}, {high:.3f}]")  # fmt: skip
+        if low <= 0 <= high:
+            return text + "; no difference)"
+        side = "nearer" if low > 0 else "farther"
+        return text + f"; {side} for {100 * row[f'closer{suffix}']:.0f}% of subjects)"
+
+    paragraphs = []
+    for (q, g), part in geometry.groupby(["query", "gallery"], sort=False):
+        gaps = "; ".join(
+            f"{row['when']} alignment {row['gap']:.2f} apart, {row['gap_over_spread']:.2f} times "
+            f"the spread within them ({row['spread_a']:.2f} and {row['spread_b']:.2f})"
+            for _, row in part.iterrows()
+        )
+        distances = "; ".join(
+            f"{row['when']} alignment {paired(row)}, and with each modality's centroid removed "
+            f"{paired(row, '_centred')}"
+            for _, row in part.iterrows()
+        )
+        q_name, g_name = (MODALITY_LABELS.get(m, m) for m in (q, g))
+        paragraphs.append(
+            f"**{q_name} and {g_name}.** The modality gap (the distance between the two "
+            f"modalities' centroids on the unit sphere): {gaps}. The distance from a subject's "
+            f"{q_name} embedding to its own {g_name} embedding, against the mean to the other "
+            f"subjects': {distances}."
+        )
+    return "\n\n".join(paragraphs)

@@ -98,10 +98,13 @@ def plot_attention(
     return fig
 
 
-def plot_umaps(points: Mapping[str, pd.DataFrame]) -> Figure:
+def plot_umaps(points: Mapping[str, pd.DataFrame], linked: Sequence[str] = ()) -> Figure:
     """Rows: embeddings (e.g. before / after alignment); columns coloured by modality, LVM, sex.
 
-    Each frame has columns x, y, modality, LVM, sex (one row per subject and modality).
+    Each frame has columns x, y, modality, id, LVM, sex (one row per subject and modality).
+    `linked`: subject ids whose first modality's point (the anchor, e.g. the localizer) is
+    joined by a line to each of its other modalities' in the modality column, so that a reader
+    sees whether a subject's points lie near each other.
     """
     fig, axes = plt.subplots(len(points), 3, figsize=(12, 3.8 * len(points)), squeeze=False)
     lvm_all = pd.concat([df["LVM"] for df in points.values()])
@@ -109,6 +112,11 @@ def plot_umaps(points: Mapping[str, pd.DataFrame]) -> Figure:
         for modality, part in df.groupby("modality", sort=False):
             row[0].scatter(part["x"], part["y"], s=5, alpha=0.7, c=MODALITY_COLORS.get(modality, "gray"),
                            label=modality)  # fmt: skip
+        for k, subject in enumerate(linked):  # a line from its first modality to each other
+            own = df.loc[df["id"] == subject, ["x", "y"]].to_numpy()
+            for j, end in enumerate(own[1:]):
+                row[0].plot(*np.stack([own[0], end]).T, color="k", lw=0.8, marker="o", ms=3,
+                            label="one subject" if k == j == 0 else None)  # fmt: skip
         row[0].legend(fontsize=8, markerscale=2)
         sc = row[1].scatter(df["x"], df["y"], s=5, alpha=0.7, c=df["LVM"], cmap="viridis",
                             vmin=lvm_all.min(), vmax=lvm_all.max())  # fmt: skip
@@ -118,7 +126,7 @@ def plot_umaps(points: Mapping[str, pd.DataFrame]) -> Figure:
             row[2].scatter(part["x"], part["y"], s=5, alpha=0.7, c=color, label=sex)
         row[2].legend(fontsize=8, markerscale=2)
         for ax, what in zip(row, ("modality", "LVM", "sex")):
-            ax.set_title(f"{title}: {what}")
+            ax.set_title(f"{title}: {what}", fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
@@ -141,18 +149,3 @@ def umap_embedding(
         n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed, n_jobs=1
     )
     return reducer.fit_transform(np.asarray(features, dtype=np.float32))
-
-
-def common_width(features: Mapping[str, np.ndarray], width: int = 32) -> dict[str, np.ndarray]:
-    """Bring encoders of different widths into one space of `width` columns: each modality's
-    features reduced by its own PCA and standardized (the unaligned "before" picture)."""
-    out = {}
-    for modality, x in features.items():
-        x = np.asarray(x, dtype=np.float64)
-        x = x - x.mean(axis=0)
-        k = min(width, *x.shape)
-        u, s, _ = np.linalg.svd(x, full_matrices=False)
-        z = u[:, :k] * s[:k]
-        z = (z - z.mean(axis=0)) / np.maximum(z.std(axis=0), 1e-12)
-        out[modality] = np.pad(z, ((0, 0), (0, width - k)))
-    return out

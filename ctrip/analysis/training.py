@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from ctrip.data.schema import CP_UNITS
+from ctrip.data.schema import CP_UNITS, MODALITY_LABELS
 
 
 def plot_history(history: Mapping[str, Sequence[float]], title: str = "") -> Figure:
@@ -155,6 +155,7 @@ def reconstruction_skill(
 def describe_reconstruction_skill(skill: Mapping[str, float], modality: str) -> str:
     """Sentences on `reconstruction_skill`: how much of the hidden signal the MAE recovers,
     and how much of that the mean patch at each position already gives."""
+    modality = MODALITY_LABELS.get(modality, modality)
     text = (f"On {skill['n']} validation subjects, the {modality} autoencoder's error on the hidden "
             f"patches is {skill['loss']:.3f} against {skill['mean_loss']:.3f} for predicting the "
             f"signal's training mean (skill {skill['skill']:.2f}; 0: no better than the mean)")  # fmt: skip
@@ -177,6 +178,68 @@ def describe_reconstruction_skill(skill: Mapping[str, float], modality: str) -> 
                  f"average {modality} at each position, and "
                  f"{100 * (1 - share):.0f}% what it infers from the visible patches")  # fmt: skip
     return text + "."
+
+
+def describe_stage1_learning(
+    modality: str,
+    skill: Mapping[str, float] | None = None,
+    tabular_summary: pd.DataFrame | None = None,
+) -> str:
+    """What a modality's Stage I autoencoder learned, in one generated paragraph: for a
+    localizer or an ECG from `reconstruction_skill` (nothing beyond the mean, the average at
+    each position only, or what it infers from the visible patches, then the numbers of
+    `describe_reconstruction_skill`); for the tabular record from
+    `tabular_reconstruction_summary` (the numerical features whose hidden entries correlate
+    with their reconstruction, the 95% CI of r above 0, and the categorical features whose
+    accuracy lies above always guessing the most frequent level, the 95% Wilson CI above it)."""
+    if modality == "tabular":
+        if tabular_summary is None:
+            raise ValueError("the tabular reading needs tabular_reconstruction_summary's table")
+        return _describe_tabular_learning(tabular_summary)
+    if skill is None:
+        raise ValueError(f"the {modality} reading needs reconstruction_skill's numbers")
+    position = skill.get("position_skill", float("nan"))
+    name = MODALITY_LABELS.get(modality, modality)
+    head = f"What the {name} autoencoder learned in Stage I: "
+    if skill["skill"] < 0.05:
+        head += "nothing it can use on hidden patches (no better than the signal's mean). "
+    elif np.isfinite(position) and position < 0.05:
+        head += (f"the average {name} at each position, not what the visible patches say "
+                 f"of a subject (skill over that average {position:.2f}). ")  # fmt: skip
+    else:
+        head += (f"to fill in hidden patches from the visible ones, with {100 * skill['skill']:.0f}%"
+                 f" less squared error than the signal's mean. ")  # fmt: skip
+    return head + describe_reconstruction_skill(skill, modality)
+
+
+def _describe_tabular_learning(summary: pd.DataFrame) -> str:
+    from scipy.stats import binomtest
+
+    numerical = summary[summary["kind"] == "numerical"].dropna(subset=["r"])
+    learned = []
+    for _, row in numerical.sort_values("r", ascending=False).iterrows():
+        n, r = int(row["n_hidden"]), float(row["r"])
+        low = np.tanh(np.arctanh(min(r, 0.999999)) - 1.959964 / np.sqrt(n - 3)) if n > 3 else -1
+        if low > 0:
+            learned.append(f"{row['feature']} r {r:.2f}")
+    categorical = summary[summary["kind"] == "categorical"]
+    above = []
+    for _, row in categorical.iterrows():
+        n = int(row["n_hidden"])
+        low = binomtest(int(round(row["accuracy"] * n)), n).proportion_ci(method="wilson").low
+        if low > row["majority_share"]:
+            above.append(
+                f"{row['feature']} {row['accuracy']:.2f} against {row['majority_share']:.2f}"
+            )
+    text = (f"What the tabular autoencoder learned in Stage I: from the visible entries of a "
+            f"record it reconstructs the hidden entries of {len(learned)} of its "
+            f"{len(numerical)} numerical features with a correlation whose 95% CI lies above 0")  # fmt: skip
+    text += f" ({', '.join(learned)})" if learned else ""
+    text += (f"; and the hidden entries of {len(above)} of its {len(categorical)} categorical "
+             f"features more often than always guessing the most frequent level, the 95% CI of "
+             f"its accuracy above that level's share")  # fmt: skip
+    text += f" ({', '.join(above)})" if above else ""
+    return text + ". The other features it reconstructs no better than their mean or mode."
 
 
 def plot_predicted_vs_reference(

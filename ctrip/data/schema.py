@@ -27,6 +27,13 @@ SEXES: tuple[str, ...] = ("female", "male")
 IMAGE_MODALITIES: tuple[str, ...] = ("localizer", "cmr")
 ARRAY_MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg")
 MODALITIES: tuple[str, ...] = ("localizer", "cmr", "ecg", "tabular")
+# How generated text names each modality.
+MODALITY_LABELS: dict[str, str] = {
+    "localizer": "localizer",
+    "cmr": "CMR",
+    "ecg": "ECG",
+    "tabular": "tabular",
+}
 
 # Localizer model input: a square of this side (mm) centred on the heart, resized to the
 # cohort's image size, as the paper crops the segmented heart from the thorax. Simulated and

@@ -1,6 +1,8 @@
 """One masked autoencoder for every modality (He et al. 2022, facebookresearch/mae), with the
 modality supplied by a tokenizer: random masking, an encoder that sees only the visible tokens,
-a light decoder that fills in mask tokens, and the tokenizer's reconstruction loss.
+a light decoder that fills in mask tokens (optionally with ALiBi's distance biases, so that it
+starts out reading the visible tokens near each hidden one), and the tokenizer's reconstruction
+loss.
 
 The same `Encoder` runs unmasked in Stage II and III; its CLS token is the modality feature.
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ctrip.models.tokenizers import build_tokenizer
-from ctrip.models.transformer import Block, init_weights
+from ctrip.models.transformer import Block, alibi_bias, init_weights
 
 
 def random_masking(
@@ -96,10 +99,16 @@ class Encoder(nn.Module):
         return h[:, 0] if self.pool == "cls" else h[:, 1:].mean(dim=1)
 
     def forward_masked(
-        self, x: Any, mask_ratio: float, generator: torch.Generator | None = None
+        self,
+        x: Any,
+        mask_ratio: float,
+        generator: torch.Generator | None = None,
+        tokens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode only the visible tokens: (latent (B, 1 + K, D), mask (B, N), ids_restore)."""
-        visible, mask, ids_restore = random_masking(self.tokenizer(x), mask_ratio, generator)
+        """Encode only the visible tokens: (latent (B, 1 + K, D), mask (B, N), ids_restore).
+        `tokens`: `tokenizer(x)` if already computed."""
+        tokens = self.tokenizer(x) if tokens is None else tokens
+        visible, mask, ids_restore = random_masking(tokens, mask_ratio, generator)
         h = self._with_cls(visible)
         for block in self.blocks:
             h = block(h)
@@ -126,6 +135,7 @@ class MaskedAutoencoder(nn.Module):
         decoder_heads: int,
         mask_ratio: float = 0.75,
         mlp_ratio: float = 4.0,
+        decoder_alibi: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:
@@ -152,6 +162,14 @@ class MaskedAutoencoder(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.head = tokenizer.prediction_head(decoder_dim)
+        self.decoder_alibi = bool(decoder_alibi)
+        if self.decoder_alibi:  # the CLS token (first) is at no distance from any token
+            distances = F.pad(tokenizer.token_distances(), (1, 0, 1, 0))
+            self.register_buffer(
+                "decoder_bias", alibi_bias(distances, decoder_heads), persistent=False
+            )
+        else:
+            self.decoder_bias = None
         nn.init.normal_(self.mask_token, std=0.02)
         for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.head):
             module.apply(init_weights)
@@ -164,16 +182,18 @@ class MaskedAutoencoder(nn.Module):
         tokens = tokens.gather(1, ids_restore[..., None].expand(-1, -1, h.shape[2]))
         h = torch.cat([h[:, :1], tokens + self.decoder_pos], dim=1)
         for block in self.decoder_blocks:
-            h = block(h)
+            h = block(h, bias=self.decoder_bias)
         return self.head(self.decoder_norm(h)[:, 1:])
 
     def forward(
         self, x: Any, mask_ratio: float | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-        latent, mask, ids_restore = self.encoder.forward_masked(x, ratio, generator)
+        tokenizer = self.encoder.tokenizer
+        tokens, target = tokenizer.tokens_and_target(x)
+        latent, mask, ids_restore = self.encoder.forward_masked(x, ratio, generator, tokens)
         pred = self.decode(latent, ids_restore)
-        return self.encoder.tokenizer.reconstruction_loss(pred, x, mask), pred, mask
+        return tokenizer.reconstruction_loss(pred, x, mask, target), pred, mask
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -182,6 +202,7 @@ class MaskedAutoencoder(nn.Module):
             "decoder_depth": self.decoder_depth,
             "decoder_heads": self.decoder_heads,
             "mask_ratio": self.mask_ratio,
+            "decoder_alibi": self.decoder_alibi,
         }
 
 
@@ -205,4 +226,5 @@ def build_mae(spec: dict[str, Any]) -> MaskedAutoencoder:
         spec["decoder_heads"],
         spec.get("mask_ratio", 0.75),
         spec["encoder"].get("mlp_ratio", 4.0),
+        spec.get("decoder_alibi", False),
     )

@@ -4,7 +4,9 @@ reconstructs. A modality is a tokenizer plus a reconstruction target; the masked
 
 Every tokenizer has `num_tokens`, `forward(x) -> (B, num_tokens, dim)` (position included),
 `position(dim)` (the fixed encoding the decoder adds, or None for a learned one),
-`prediction_head(decoder_dim)` and `reconstruction_loss(pred, x, mask)`, and `spec()`, the
+`token_distances()` (between tokens, for ALiBi's biases; an error where tokens have no order),
+`prediction_head(decoder_dim)`, `reconstruction_loss(pred, x, mask, target=None)` and
+`tokens_and_target(x)` (the tokens and the target, for one pass in the autoencoder), and `spec()`, the
 plain dict that rebuilds it with `build_tokenizer`.
 """
 
@@ -62,15 +64,27 @@ class PatchTokenizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.patchify(x)) + self.pos
 
+    def tokens_and_target(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward(x)` and the reconstruction target `patchify(x)`, patchified once (an ECG's
+        resampling and high-pass are then done once per step instead of twice)."""
+        patches = self.patchify(x)
+        return self.embed(patches) + self.pos, patches
+
     def prediction_head(self, decoder_dim: int) -> nn.Module:
         return nn.Linear(decoder_dim, self.patch_numel)
 
     def reconstruction_loss(
-        self, pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor
+        self,
+        pred: torch.Tensor,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean squared error over the masked patches only (mask: 1 = masked). Pixels are not
-        normalized per patch (norm_pix_loss off), so reconstructions stay in image units."""
-        per_token = ((pred - self.patchify(x)) ** 2).mean(dim=-1)
+        normalized per patch (norm_pix_loss off), so reconstructions stay in image units.
+        `target`: `patchify(x)` if already computed."""
+        target = self.patchify(x) if target is None else target
+        per_token = ((pred - target) ** 2).mean(dim=-1)
         return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -158,6 +172,11 @@ class ImageTokenizer(PatchTokenizer):
         x = self.normalize(x).contiguous(memory_format=torch.channels_last)
         return self.hmlp(x).flatten(2).transpose(1, 2) + self.pos
 
+    def tokens_and_target(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stem == "linear":
+            return super().tokens_and_target(x)
+        return self(x), self.patchify(x)
+
     def _check_shape(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != (self.in_chans, *self.image_size):
             raise ValueError(
@@ -166,6 +185,13 @@ class ImageTokenizer(PatchTokenizer):
 
     def position(self, dim: int) -> torch.Tensor:
         return sincos_2d(*self.grid, dim)
+
+    def token_distances(self) -> torch.Tensor:
+        """(N, N) Euclidean distances between the patches' grid positions, in patches."""
+        rows, cols = torch.meshgrid(torch.arange(self.grid[0]), torch.arange(self.grid[1]),
+                                    indexing="ij")  # fmt: skip
+        where = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+        return torch.cdist(where, where)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, h*w, p*p*C) standardized, MAE's ordering."""
@@ -282,6 +308,12 @@ class ECGTokenizer(PatchTokenizer):
             return sincos_2d(self.leads, self.windows, dim)
         return sincos_1d(self.windows, dim)
 
+    def token_distances(self) -> torch.Tensor:
+        """(N, N) distances between the tokens' time windows, in windows (tokens of one window
+        in different leads are at 0)."""
+        window = torch.arange(self.num_tokens) % self.windows
+        return (window[:, None] - window[None, :]).abs().float()
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != (self.leads, self.length):
             raise ValueError(
@@ -391,11 +423,23 @@ class TabularTokenizer(nn.Module):
     def position(self, dim: int) -> None:
         return None
 
+    def token_distances(self) -> torch.Tensor:
+        raise ValueError("tabular features have no order: there is no distance between tokens")
+
     def prediction_head(self, decoder_dim: int) -> nn.Module:
         return TabularHead(decoder_dim, self.n_numerical, self.cardinalities)
 
+    def tokens_and_target(
+        self, x: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self(x), x
+
     def reconstruction_loss(
-        self, pred: dict[str, Any], x: dict[str, torch.Tensor], mask: torch.Tensor
+        self,
+        pred: dict[str, Any],
+        x: dict[str, torch.Tensor],
+        mask: torch.Tensor,
+        target: Any = None,
     ) -> torch.Tensor:
         """MSE over the numerical features plus mean cross-entropy over the categorical ones,
         on the whole sequence (masked and visible, as in the tabular MAE of the paper). Missing

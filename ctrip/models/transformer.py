@@ -1,5 +1,5 @@
 """A pre-norm transformer block on `scaled_dot_product_attention`, with a path that also returns
-the attention weights (for attention maps and rollout)."""
+the attention weights (for attention maps and rollout), and ALiBi's distance biases."""
 
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, return_attention: bool = False
+        self, x: torch.Tensor, return_attention: bool = False, bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`bias`: added to the attention logits, broadcast to (B, heads, N, N) (e.g. ALiBi)."""
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         if return_attention:
             # The explicit product is what the fused kernel computes, kept for the maps.
-            attn = (q @ k.transpose(-2, -1) * (C // self.heads) ** -0.5).softmax(dim=-1)
+            logits = q @ k.transpose(-2, -1) * (C // self.heads) ** -0.5
+            attn = (logits if bias is None else logits + bias).softmax(dim=-1)
             out = attn @ v
         else:
-            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+            attn, out = None, F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(B, N, C)), attn
 
 
@@ -43,9 +45,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(
-        self, x: torch.Tensor, return_attention: bool = False
+        self, x: torch.Tensor, return_attention: bool = False, bias: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out, attn = self.attn(self.norm1(x), return_attention)
+        out, attn = self.attn(self.norm1(x), return_attention, bias)
         x = x + out
         x = x + self.mlp(self.norm2(x))
         return (x, attn) if return_attention else x
@@ -60,3 +62,12 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def alibi_bias(distances: torch.Tensor, heads: int) -> torch.Tensor:
+    """Attention biases of ALiBi (Press et al., ICLR 2022, "Train Short, Test Long"): head h
+    subtracts slope_h * distance from the logit of every pair of tokens, slopes 1, 1/2, 1/4, ...,
+    so each head starts out looking near (the first) or far (the last). `distances`: (N, N)
+    between tokens in their own units (e.g. patches along time). Returns (1, heads, N, N)."""
+    slopes = 2.0 ** -torch.arange(heads, dtype=distances.dtype, device=distances.device)
+    return -(slopes[:, None, None] * distances[None])[None]

@@ -74,7 +74,7 @@ def new_mae(
     )  # fmt: skip
     return MaskedAutoencoder(
         encoder, model["decoder_dim"], model["decoder_depth"], model["decoder_heads"],
-        model["mask_ratio"], model["mlp_ratio"],
+        model["mask_ratio"], model["mlp_ratio"], model.get("decoder_alibi", False),
     )  # fmt: skip
 
 
