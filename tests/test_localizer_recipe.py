@@ -68,6 +68,12 @@ def test_scratch_encoders_train_their_own_number_of_epochs(tmp_path):
 
 
 def test_scratch_epochs_are_checked_like_every_setting():
-    assert load_settings("default")["config"]["stage3"]["max_epochs_scratch"] >= 1
+    assert load_settings("default")["config"]["stage3"]["max_epochs_scratch"] is None  # budget
+    assert (
+        load_settings("default", ["stage3.max_epochs_scratch=20"])["config"]["stage3"][
+            "max_epochs_scratch"
+        ]
+        == 20
+    )
     with pytest.raises(SettingsError, match="max_epochs_scratch"):
         load_settings("smoke", ["config.stage3.max_epochs_scratch=0"])
