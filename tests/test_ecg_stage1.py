@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctrip.config import make_config, run_config
+from ctrip.config import make_config, run_config, set_key
 from ctrip.models import Encoder, MaskedAutoencoder
 from ctrip.models.mae import build_mae
 from ctrip.models.tokenizers import ECGTokenizer, ImageTokenizer, TabularTokenizer
@@ -91,9 +91,11 @@ def test_the_default_profile_trains_the_ecg_autoencoder_with_its_own_recipe():
     config = make_config("default")
     ecg = run_config(config, "stage1", ["ecg"])
     assert ecg["models"]["ecg"]["decoder_alibi"] is True
-    assert ecg["stage1"]["lr"] == config["models"]["ecg"]["stage1"]["lr"]
-    assert ecg["stage1"]["max_epochs"] == config["models"]["ecg"]["stage1"]["max_epochs"]
-    assert ecg["stage1"]["max_epochs"] > config["stage1"]["max_epochs"]
+    assert ecg["stage1"]["lr"] == config["models"]["ecg"]["stage1"]["lr"] > config["stage1"]["lr"]
+    assert ecg["stage1"]["max_epochs"] == config["stage1"]["max_epochs"]  # the time budget's
+    longer = run_config(set_key(config, "models.ecg.stage1.max_epochs", 40), "stage1", ["ecg"])
+    assert longer["stage1"]["max_epochs"] == 40  # one key gives the ECG alone more epochs
+    assert run_config(config, "stage1", ["localizer"])["stage1"]["lr"] == config["stage1"]["lr"]
     assert make_config("paper")["models"]["ecg"]["stage1"] == {"max_epochs": None, "lr": None}
 
 
