@@ -169,8 +169,12 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
     done = subprocess.run(["bash", "-c", everything + " --dry-run"], cwd=REPO_DIR, env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    statuses = [line.split(None, 1)[1] for line in done.stdout.splitlines()]
-    assert len(statuses) == len(build_plan(settings)) and set(statuses) == {"up to date"}
+    lines = done.stdout.splitlines()
+    base = [line.split(None, 1)[1] for line in lines if not line.startswith((" ", "ablation "))]
+    assert len(base) == len(build_plan(settings)) and set(base) == {"up to date"}
+    # the profile's declared ablation, listed after the plan: nothing of it is to run either
+    assert any(line.startswith("ablation l_mae_frozen") for line in lines)
+    assert not any(line.startswith(" ") and " to run" in line for line in lines)
     screening = next(b for b in blocks if "notebooks/screening.ipynb" in b)
     done = subprocess.run(["bash", "-c", screening], cwd=REPO_DIR, env=env, capture_output=True,
                           text=True)  # fmt: skip
