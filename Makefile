@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 
-.PHONY: book test lint format lock bench clean check-book
+.PHONY: book test test-e2e lint format lock bench clean check-book
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,15 @@ HTML ?= $(if $(filter default,$(PROFILE)),_build/html,_build/$(PROFILE)/_build/h
 check-book: $(STAMP)
 	$(BIN)/python scripts/check_book_in_browser.py $(HTML)
 
-# Lint, then the whole test suite (including the smoke profile end to end).
+# Lint, then every test but the end-to-end ones (a few minutes): the developer's loop.
 test: $(STAMP) $(MATHJAX) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# The end-to-end tests (marked slow): whole smoke plans through papermill, the executors, the
+# two-process training, imported cohorts, the cross-CPU checks (about a quarter of an hour on two
+# cores). CI runs them after `make test`.
+test-e2e: $(STAMP) $(MATHJAX)
+	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

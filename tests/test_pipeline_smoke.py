@@ -1,7 +1,7 @@
 """The smoke profile end to end: every notebook through papermill, Table 2 and the figures, the
 Jupyter Book with -W, a cached second run, and a command-line override that re-runs exactly the
 runs that depend on it, and the profile's ablation with its page (about three minutes on two
-cores)."""
+cores, the shared smoke run, `smoke_run` in conftest.py, included)."""
 
 from __future__ import annotations
 
@@ -42,16 +42,15 @@ def executed_runs(output: str) -> set[str]:
     return set(re.findall(r"\] (\S+)\s+done in", output))
 
 
-def test_smoke_profile_end_to_end(tmp_path, capsys):
-    results = tmp_path / "results"
-    assert main(["run", "--profile", "smoke", "--results", str(results), "--no-progress"]) == 0
-    settings = load_settings("smoke")
+def test_smoke_profile_end_to_end(smoke_run, tmp_path, capsys):
+    settings, shared, out = smoke_run
     plan = build_plan(settings)
-    out = capsys.readouterr().out
     # the profile's ablation (methods.L_MAE.frozen) trains only stage3_L_MAE and its page
     assert executed_runs(out) == {r.name for r in plan} | {"ablation"}
     assert re.search(r"ablation l_mae_frozen: 2 executed, \d+ reused from the base", out)
-    check_ablation_page(results, "l_mae_frozen", {"stage3_L_MAE"})
+    check_ablation_page(shared, "l_mae_frozen", {"stage3_L_MAE"})
+    results = tmp_path / "results"  # the shared run's folder stays as it is; this test changes it
+    shutil.copytree(shared, results, symlinks=True)
 
     table = pd.read_csv(results / "table2.csv")
     assert list(table["method"]) == [
@@ -97,9 +96,9 @@ def test_smoke_profile_end_to_end(tmp_path, capsys):
         assert (results / "figures" / figure).stat().st_size > 10_000, figure
 
     # Executed notebooks name no machine-specific or temporary folder.
-    for notebook in (results / "runs").glob("*/*.ipynb"):
+    for notebook in (shared / "runs").glob("*/*.ipynb"):
         text = notebook.read_text()
-        assert str(tmp_path) not in text and ".tmp-" not in text, notebook
+        assert str(shared.parent) not in text and ".tmp-" not in text, notebook
         assert str(REPO_DIR) not in text, notebook
 
     root = book_source(tmp_path / "src")

@@ -78,11 +78,10 @@ def wait_for(condition, timeout: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[dict, Path]:
-    """The smoke settings and a results folder of its plan run by the local executor."""
-    settings = load_settings("smoke")
-    results = tmp_path_factory.mktemp("local") / "results"
-    run_plan(build_plan(settings), results, settings=settings, jobs=2, progress=False, log=quiet)
+def smoke(smoke_run) -> tuple[dict, Path]:
+    """The smoke settings and a results folder of its plan run by the local executor (the
+    shared smoke run of conftest.py; these tests only read it)."""
+    settings, results, _ = smoke_run
     return settings, results
 
 
