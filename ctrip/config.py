@@ -44,9 +44,9 @@ models.<modality>            one section per modality: localizer, cmr, ecg, tabu
     decoder_alibi            (ecg) the MAE decoder's attention biased by the distance between
                              tokens (ALiBi, Press et al. 2022), so that it starts out reading the
                              visible tokens near each hidden one (Stage I only)
-    stage1                   (ecg) max_epochs and lr of this modality's Stage I in place of the
-                             stage1 section's (null: the section's); `run_config` moves them
-                             into the Stage I run's stage1 section
+    stage1                   (ecg) max_epochs, lr and batch_size of this modality's Stage I in
+                             place of the stage1 section's (null: the section's); `run_config`
+                             moves them into the Stage I run's stage1 section
 stage1 / stage2 / stage3     optimization of each stage
     max_epochs, batch_size   epochs (upper bound: early stopping may end sooner), batch size
     lr                       peak learning rate (stage1, stage2)
@@ -150,7 +150,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "per_lead": False,
             "highpass_hz": 0.67,
             "decoder_alibi": False,
-            "stage1": {"max_epochs": None, "lr": None},
+            "stage1": {"max_epochs": None, "lr": None, "batch_size": None},
             **_TRANSFORMER,
         },
         "tabular": dict(_TRANSFORMER),
@@ -464,6 +464,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "config.models.*.mask_ratio": (0.0, 1.0, False, False), "config.models.ecg.rate_hz": _POSITIVE,
     "config.models.ecg.patch_seconds": _POSITIVE, "config.models.ecg.highpass_hz": _POSITIVE,
     "config.models.*.stage1.max_epochs": _POSITIVE, "config.models.*.stage1.lr": _POSITIVE,
+    "config.models.*.stage1.batch_size": _POSITIVE,
     "config.stage?.max_epochs*": _POSITIVE, "config.stage?.batch_size": _POSITIVE,
     "config.stage?.lr*": _POSITIVE, "config.stage?.weight_decay": _NONNEGATIVE,
     "config.stage?.warmup_epochs": _NONNEGATIVE,
@@ -500,6 +501,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "config.models.*.highpass_hz": (int, float, type(None)),
     "config.models.*.stage1.max_epochs": (int, type(None)),
     "config.models.*.stage1.lr": (int, float, type(None)),
+    "config.models.*.stage1.batch_size": (int, type(None)),
     "config.stage2.lr_encoder": (int, float, type(None)),
     "config.stage2.projection_hidden": (int, type(None)),
     "config.stage3.max_epochs_scratch": (int, type(None)),

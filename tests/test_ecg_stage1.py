@@ -67,9 +67,11 @@ def test_decoder_alibi_biases_only_the_decoder_and_survives_the_spec():
 
 
 def test_a_modalitys_stage1_settings_and_decoder_alibi_reach_only_its_stage1_run():
-    config = make_config("default", {"models": {"ecg": {"stage1": {"max_epochs": 7, "lr": 5e-3}}}})
+    config = make_config("default", {"models": {"ecg": {"stage1": {"max_epochs": 7, "lr": 5e-3,
+                                                                 "batch_size": 8}}}})  # fmt: skip
     ecg = run_config(config, "stage1", ["ecg"])
     assert ecg["stage1"]["max_epochs"] == 7 and ecg["stage1"]["lr"] == 5e-3
+    assert ecg["stage1"]["batch_size"] == 8
     assert "stage1" not in ecg["models"]["ecg"]
     assert ecg["models"]["ecg"]["decoder_alibi"] == config["models"]["ecg"]["decoder_alibi"]
     localizer = run_config(config, "stage1", ["localizer"])
@@ -91,12 +93,24 @@ def test_the_default_profile_trains_the_ecg_autoencoder_with_its_own_recipe():
     config = make_config("default")
     ecg = run_config(config, "stage1", ["ecg"])
     assert ecg["models"]["ecg"]["decoder_alibi"] is True
-    assert ecg["stage1"]["lr"] == config["models"]["ecg"]["stage1"]["lr"] > config["stage1"]["lr"]
-    assert ecg["stage1"]["max_epochs"] == config["stage1"]["max_epochs"]  # the time budget's
+    assert ecg["models"]["ecg"]["decoder_dim"] > config["models"]["localizer"]["decoder_dim"]
+    own = config["models"]["ecg"]["stage1"]
+    assert ecg["stage1"]["lr"] == own["lr"] > config["stage1"]["lr"]
+    assert ecg["stage1"]["batch_size"] == own["batch_size"] < config["stage1"]["batch_size"]
+    assert ecg["stage1"]["max_epochs"] == own["max_epochs"] > config["stage1"]["max_epochs"]
     longer = run_config(set_key(config, "models.ecg.stage1.max_epochs", 40), "stage1", ["ecg"])
     assert longer["stage1"]["max_epochs"] == 40  # one key gives the ECG alone more epochs
-    assert run_config(config, "stage1", ["localizer"])["stage1"]["lr"] == config["stage1"]["lr"]
-    assert make_config("paper")["models"]["ecg"]["stage1"] == {"max_epochs": None, "lr": None}
+    localizer = run_config(config, "stage1", ["localizer"])["stage1"]
+    assert localizer == config["stage1"]  # the other modalities keep the shared recipe
+    assert make_config("paper")["models"]["ecg"]["stage1"] == {
+        "max_epochs": None, "lr": None, "batch_size": None}  # fmt: skip
+    # the Stage I-only keys change no later run's key: Stage II and III read neither
+    shared = make_config("default", {"models": {"ecg": {"decoder_dim": 32, "stage1": own}}})
+    for stage, pairs in (("stage3", None), ("stage2", [["localizer", "ecg"]])):
+        modalities = ["ecg"] if stage == "stage3" else ["localizer"]
+        assert run_config(config, stage, modalities, pairs) == run_config(
+            shared, stage, modalities, pairs
+        )
 
 
 def test_the_autoencoder_prepares_an_ecg_once_per_step_with_the_same_loss():

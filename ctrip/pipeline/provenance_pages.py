@@ -142,6 +142,15 @@ def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
     def per_stage(cfg: dict, key: str) -> str:
         return " / ".join(str(cfg[s][key]) for s in ("stage1", "stage2", "stage3"))
 
+    def ecg_stage1(cfg: dict) -> str:
+        """The ECG autoencoder's own Stage I: epochs / batch / lr, its decoder's depth, ALiBi."""
+        own = {k: v for k, v in (cfg["models"]["ecg"].get("stage1") or {}).items() if v is not None}
+        stage = {**cfg["stage1"], **own}
+        model = cfg["models"]["ecg"]
+        alibi = ", ALiBi" if model.get("decoder_alibi") else ""
+        return (f"{stage['max_epochs']} / {stage['batch_size']} / {stage['lr']:g}, decoder depth "
+                f"{model['decoder_depth']}{alibi}")  # fmt: skip
+
     def vit(m: dict, patch: bool = False) -> str:
         return f"{m['dim']} / {m['depth']} / {m['heads']}" + (
             f", {m['patch_size']}" if patch else ""
@@ -159,6 +168,8 @@ def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
          f"{ptab['dim']} / {ptab['depth']}"),
         ("epochs", "epochs Stage I / II / III (max)", per_stage(config, "max_epochs"),
          per_stage(paper, "max_epochs")),
+        ("ecg_stage1", "ECG autoencoder's Stage I (epochs / batch / lr, decoder)",
+         ecg_stage1(config), ecg_stage1(paper)),
         ("patience", "early-stopping patience Stage I / II / III (epochs)",
          per_stage(config, "patience"), per_stage(paper, "patience")),
         ("batch_size", "batch size", str(config["stage1"]["batch_size"]), str(paper["stage1"]["batch_size"])),
