@@ -1,11 +1,12 @@
-"""The smoke plan three ways, against one `--executor local` run (a module fixture): split into
-one Stage III run per fraction and seed, the tables and figures read the same predictions and
-checkpoints and publish the same bytes; through `--executor submitit-local`, every run a
-separate process in dependency order, a job killed mid-run is re-run with its dependants only
-and the results folder is byte-identical (every recorded output sha256) to the local run's.
+"""The smoke plan three ways, against one `--executor local` run (`smoke_run`, conftest.py):
+split into one Stage III run per fraction and seed, the tables and figures read the same
+predictions and checkpoints and publish the same bytes; through `--executor submitit-local`,
+every run a separate process in dependency order, a job killed mid-run is re-run with its
+dependants only and the results folder is byte-identical (every recorded output sha256) to the
+local run's.
 
-Three smoke plans, most of them real training, run once each: 20 minutes measured on two
-cores shared with other jobs (load about 12); a smoke plan alone takes about three."""
+Beside the shared local run, two smoke plans of its own, most of them real training: about
+four minutes on two cores (`make test-e2e --durations`)."""
 
 from __future__ import annotations
 
@@ -77,16 +78,8 @@ def wait_for(condition, timeout: float) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def smoke(smoke_run) -> tuple[dict, Path]:
-    """The smoke settings and a results folder of its plan run by the local executor (the
-    shared smoke run of conftest.py; these tests only read it)."""
-    settings, results, _ = smoke_run
-    return settings, results
-
-
-def test_a_split_sweep_gives_the_same_predictions_tables_and_figures(smoke, tmp_path):
-    settings, local = smoke
+def test_a_split_sweep_gives_the_same_predictions_tables_and_figures(smoke_run, tmp_path):
+    settings, local, _ = smoke_run  # the shared local run (conftest.py); only read here
     split_settings = load_settings("smoke", ["sweep.split=true"])
     plan, split_plan = build_plan(settings), build_plan(split_settings)
     results = tmp_path / "split"
@@ -125,9 +118,9 @@ def test_a_split_sweep_gives_the_same_predictions_tables_and_figures(smoke, tmp_
 
 
 def test_submitit_local_matches_local_and_a_killed_job_reruns_with_its_dependants_only(
-    smoke, tmp_path
+    smoke_run, tmp_path
 ):
-    settings, local = smoke
+    settings, local, _ = smoke_run
     plan = build_plan(settings)
     names = [r.name for r in plan]
     results = tmp_path / "jobs"

@@ -113,7 +113,7 @@ def run_facts_markdown(settings: dict) -> str:
 def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
     """(key, what, this book's value, the paper's value) for every setting the book states
     beside the paper; `key` is what the profile's `why:` names."""
-    from ctrip.config import make_config
+    from ctrip.config import make_config, run_config
 
     config, paper = settings["config"], make_config("paper")
     cohort, sizes = settings["cohort"], settings["cohort"].get("sizes") or {}
@@ -143,10 +143,10 @@ def profile_rows(settings: dict) -> list[tuple[str, str, str, str]]:
         return " / ".join(str(cfg[s][key]) for s in ("stage1", "stage2", "stage3"))
 
     def ecg_stage1(cfg: dict) -> str:
-        """The ECG autoencoder's own Stage I: epochs / batch / lr, its decoder's depth, ALiBi."""
-        own = {k: v for k, v in (cfg["models"]["ecg"].get("stage1") or {}).items() if v is not None}
-        stage = {**cfg["stage1"], **own}
-        model = cfg["models"]["ecg"]
+        """The ECG autoencoder's own Stage I, as its run reads it (`run_config`): epochs / batch /
+        lr, its decoder's depth, ALiBi."""
+        run = run_config(cfg, "stage1", ["ecg"])
+        stage, model = run["stage1"], run["models"]["ecg"]
         alibi = ", ALiBi" if model.get("decoder_alibi") else ""
         return (f"{stage['max_epochs']} / {stage['batch_size']} / {stage['lr']:g}, decoder depth "
                 f"{model['decoder_depth']}{alibi}")  # fmt: skip
