@@ -14,9 +14,10 @@ pass per subject at batch 64 (as `fit_network` predicts) and 256.
 
 With --cohort: trains, on the full training split and each seed, the book's yardstick (the
 cheap `ImageCNN`, the profile's epochs) and the standard small CNN (two 3x3 convolutions per
-block, widths 32-64-128, batch norm, AdamW with a one-cycle schedule, 15 epochs, the
-validation-best weights) and prints each one's test Pearson r per CP and its seconds. Prints
-figures; asserts nothing.
+block, widths 32-64-128, batch norm, AdamW with a one-cycle schedule for the profile's
+reference_baselines.standard_cnn_epochs, the validation-best weights) and prints each one's
+test Pearson r per CP and its seconds. Prints figures; asserts nothing. (A book run trains the
+standard one too for `reference_baselines.standard_cnn_seeds`: its Table 3d.)
 """
 
 from __future__ import annotations
@@ -94,12 +95,13 @@ def cohort_comparison(args: argparse.Namespace) -> None:
     from ctrip.config import load_settings
     from ctrip.data.cohort import Cohort
 
-    epochs = load_settings(args.profile)["reference_baselines"]["epochs"]
+    references = load_settings(args.profile)["reference_baselines"]
+    epochs, standard_epochs = references["epochs"], references["standard_cnn_epochs"]
     data = BaselineData.load(Cohort.open(args.cohort), args.modality)
     y_test = data.targets["test"]
     variants = (
         (f"cheap (book), {epochs} epochs", {}, epochs),
-        ("standard small CNN, 15 epochs", STANDARD_IMAGE_CNN, 15),
+        (f"standard small CNN, {standard_epochs} epochs", STANDARD_IMAGE_CNN, standard_epochs),
     )
     print(f"{args.modality}, {len(data.targets['train'])} training subjects, test r per CP")
     for name, image_cnn, n_epochs in variants:

@@ -74,7 +74,10 @@ class ImageCNN(nn.Module):
         return self.head(self.features(x.contiguous(memory_format=torch.channels_last)))
 
 
-# The standard small 2-D CNN: two 3x3 convolutions per block, widths 32-64-128.
+# The standard small 2-D CNN: two 3x3 convolutions per block, widths 32-64-128, trained with
+# the yardstick's optimizer (AdamW, one-cycle) for `reference_baselines.standard_cnn_epochs`,
+# the validation-best weights kept. The book sets the cheap yardstick beside it where a run
+# trains it (`reference_baselines.standard_cnn_seeds`); `benchmarks/bench_baselines.py --cohort`.
 STANDARD_IMAGE_CNN = {"widths": (32, 64, 128), "convs_per_block": 2}
 
 

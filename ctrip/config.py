@@ -481,7 +481,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "cohort.workers": _POSITIVE, "cohort.sizes.*": _POSITIVE, "jobs": _POSITIVE,
     "sweep.fractions.*": _SHARE, "sweep.seeds.*": _NONNEGATIVE, "seed": _NONNEGATIVE,
     "reference_baselines.epochs": _POSITIVE, "reference_baselines.batch_size": _POSITIVE,
-    "reference_baselines.lr": _POSITIVE,
+    "reference_baselines.lr": _POSITIVE, "reference_baselines.standard_cnn_seeds.*": _NONNEGATIVE,
+    "reference_baselines.standard_cnn_epochs": _POSITIVE,
     "screening.level": (0.0, 1.0, False, False), "screening.n_bootstrap": _POSITIVE,
     "screening.bootstrap_seed": _NONNEGATIVE,
     "table2.fraction": _SHARE, "table2.n_bootstrap": _NONNEGATIVE,
@@ -513,6 +514,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "run.ceiling_reference_subjects": (int, type(None)),
     "run.ceiling_neural": (bool, type(None)),
     "run.changed.*": (list,),  # an ablation's setting: [base value, ablation value]
+    "reference_baselines.standard_cnn_seeds.*": (int,),
 }
 # Lightning's precisions (`Trainer(precision=...)`) that need no further package.
 _PRECISIONS = ("16-true", "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true")
@@ -684,6 +686,14 @@ def check_settings(settings: dict[str, Any]) -> None:
         raise SettingsError(
             f"table2.fraction: {table2['fraction']} is not one of sweep.fractions {sweep['fractions']}"
         )
+    standard = settings["reference_baselines"]["standard_cnn_seeds"]
+    extra = sorted(set(standard) - set(sweep["seeds"]))
+    if extra or (standard and not any(math.isclose(f, 1.0) for f in sweep["fractions"])):
+        raise SettingsError(
+            f"reference_baselines.standard_cnn_seeds: {standard} needs sweep.fractions to hold 1.0 "
+            f"and sweep.seeds {sweep['seeds']} to hold each of its seeds (the standard CNN is set "
+            "beside the runs of the same seed on the whole training split)"
+        )
     for key in ("screening.coverage_methods", "figures.attention.baseline",
                 "figures.attention.method", "figures.umap.method"):  # fmt: skip
         value = _at(settings, key)
@@ -731,7 +741,8 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
                         "method": "figures.attention.method", "simulated": "run.simulated"},
     "reference_baselines": {**_COMMON, "modalities": "run.modalities",
                             "fractions": "sweep.fractions", "seeds": "sweep.seeds",
-                            **{k: f"reference_baselines.{k}" for k in ("epochs", "batch_size", "lr")}},
+                            **{k: f"reference_baselines.{k}" for k in ("epochs", "batch_size", "lr",
+                               "standard_cnn_seeds", "standard_cnn_epochs")}},
     "screening": {**_COMMON, "methods": "run.labels", "stage3": "run.sweeps",
                   **{k: f"screening.{k}" for k in ("level", "flags", "coverage_methods",
                                                    "n_bootstrap", "bootstrap_seed")}},

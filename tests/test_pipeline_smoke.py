@@ -86,6 +86,11 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, capsys):
     assert set(loa["cp"]) == {"LVEF", "RVEF"} and np.isfinite(loa["loa_width"]).all()
     gaps = pd.read_csv(results / "yardstick_differences.csv")
     assert {"LVEDV", "LVM", "RVEDV"} <= set(gaps["cp"])  # the sizes the yardstick target names
+    # Table 3d: the localizer rows and the cheap CNN against the standard CNN (smoke: seed 0)
+    standard = pd.read_csv(results / "standard_cnn.csv")
+    localizer_rows = {"L_sup", "L+T", "L+E", "L+E+Tp", "L+E+T", "L_MAE", "ref_localizer"}
+    assert set(standard["method"]) == localizer_rows and set(standard["fraction"]) == {1.0}
+    assert set(standard["baseline"]) == {"standard_localizer"} and np.isfinite(standard["r"]).all()
     control = pd.read_csv(results / "control_differences.csv")
     assert set(control["method"]) == {"L+T", "L+E", "L+E+Tp", "L+E+T"}
     assert set(control["baseline"]) == {"L_MAE"} and np.isfinite(control["ci_low"]).all()
@@ -109,6 +114,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, capsys):
     assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
     assert "Table 4b." in page and "L_MAE (Stage I only)" in page
     assert "Table 3c." in page and "have narrower limits than the training mean" in page
+    assert "Table 3d." in page and "The standard CNN took" in page
     # the chapter pastes what table2.ipynb published from its table, under the caption's number
     # alone (no running number of Sphinx's), and the notebook's page shows the same table
     row = table[table["method"] == "L+E+T"].iloc[0]

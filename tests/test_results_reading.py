@@ -159,6 +159,43 @@ def test_yardstick_gaps_read_as_their_cis_say():
     assert yardstick_differences_markdown(gaps.iloc[:0], LABELS, refs, ["LVM"], 1.0) == ""
 
 
+def test_standard_cnn_table_reads_as_its_cis_say_and_says_when_it_was_not_trained():
+    from ctrip.analysis.reading import standard_cnn_markdown
+
+    def row(method, cp, d, low, high):
+        return {"method": method, "baseline": "standard_localizer", "fraction": 1.0, "cp": cp,
+                "r": 0.85 + d, "r_baseline": 0.85, "difference": d, "ci_low": low, "ci_high": high}  # fmt: skip
+
+    gaps = pd.DataFrame([row("L_sup", "LVM", -0.03, -0.05, -0.01), row("L_sup", "RVEDV", -0.06, -0.09, -0.04),
+                         row("ref_localizer", "LVM", -0.02, -0.04, 0.01),
+                         row("ref_localizer", "RVEDV", -0.03, -0.04, -0.02)])  # fmt: skip
+    labels = {**LABELS, "ref_localizer": "2-D CNN (localizer)"}
+    outputs = {"epochs": 12, "standard_cnn_seeds": [0, 1], "standard_cnn_epochs": 15,
+               "standard_cnn_seconds": 361.4}  # fmt: skip
+    text = standard_cnn_markdown(gaps, labels, outputs)
+    assert "widths 16-32-64-64, 12 epochs" in text and "15 epochs) on the same test" in text
+    assert "(seeds 0, 1; paired bootstrap 95% CI)" in text
+    assert "| LVM | L_sup | 0.820 | 0.850 | -0.030 [-0.050, -0.010] | lower |" in text
+    assert (
+        "| LVM | 2-D CNN (localizer) | 0.830 | 0.850 | -0.020 [-0.040, 0.010] | no difference |"
+        in text
+    )
+    # rows by CP, then in the methods' order
+    assert text.index("| LVM | 2-D CNN") < text.index("| RVEDV | L_sup")
+    assert "L_sup (LVM); 2-D CNN (localizer) (LVM, RVEDV)" in text
+    assert "No row's CI lies wholly more than 0.05 below it." in text
+    assert "took 361 s per seed" in text
+    gaps.loc[1, "ci_high"] = -0.051
+    assert "more than 0.05 below it for L_sup on RVEDV (-0.060)." in standard_cnn_markdown(
+        gaps, labels, outputs
+    )
+    untrained = standard_cnn_markdown(gaps.iloc[:0], labels, {**outputs, "standard_cnn_seeds": []})
+    assert "did not train" in untrained and "standard_cnn_seeds=[0]" in untrained
+    assert (
+        standard_cnn_markdown(gaps.iloc[:0], labels, {}) == "*No reference baselines were run.*\n"
+    )
+
+
 def test_loa_widths_against_the_training_mean_read_as_their_cis_say():
     from ctrip.analysis.reading import loa_markdown
 

@@ -127,6 +127,56 @@ def yardstick_differences_markdown(gaps: pd.DataFrame, labels: dict[str, str],
             "</book/executed/tables/yardstick_differences.csv>`.*\n")  # fmt: skip
 
 
+def standard_cnn_markdown(gaps: pd.DataFrame, labels: dict[str, str], references: dict) -> str:
+    """Table 3d: the localizer rows and the cheap 2-D CNN yardstick, each minus a standard small
+    CNN trained on the same subjects (`gaps`: `paired_differences` against it, at the whole
+    training split). `references`: the reference-baselines run's outputs (its epochs, the
+    standard CNN's seeds, epochs and seconds; {} where no such run was made)."""
+    if not references:
+        return "*No reference baselines were run.*\n"
+    cheap = (f"The localizer's yardstick is the cheapest standard 2-D CNN (one 3x3 convolution "
+             f"per block, widths 16-32-64-64, {references['epochs']} epochs), so a row level with "
+             "it is level with a floor, not with the best a CNN does from the same input.")  # fmt: skip
+    design = ("a standard small CNN (two 3x3 convolutions per block, widths 32-64-128, batch "
+              "norm, AdamW with a one-cycle schedule, the validation-best weights")  # fmt: skip
+    if gaps.empty:
+        return (f"{cheap} This run did not train {design}) beside it "
+                "(`reference_baselines.standard_cnn_seeds` is empty); "
+                "`--set reference_baselines.standard_cnn_seeds=[0]` adds it for seed 0, and "
+                "`benchmarks/bench_baselines.py --cohort` trains both outside the book.\n")  # fmt: skip
+    seeds = references["standard_cnn_seeds"]
+    order = {m: k for k, m in enumerate(labels)}
+    gaps = gaps.sort_values("method", key=lambda m: m.map(order), kind="stable")
+    cps = list(dict.fromkeys(gaps["cp"]))
+    gaps = gaps.sort_values("cp", key=lambda c: c.map(cps.index), kind="stable")
+    rows, within, far = [], {}, []
+    for _, d in gaps.iterrows():
+        name = labels.get(d["method"], d["method"])
+        rows.append([str(d["cp"]), name, fmt(d["r"], 3), fmt(d["r_baseline"], 3),
+                     ci(d["difference"], d["ci_low"], d["ci_high"], 3),
+                     read_difference(d, "no difference", "higher", "lower")])  # fmt: skip
+        if d["difference"] >= -0.05:
+            within.setdefault(name, []).append(str(d["cp"]))
+        if d["ci_high"] < -0.05:
+            far.append(f"{name} on {d['cp']} ({fmt(d['difference'], 3)})")
+    caption = (f"Table 3d. Pearson r of the localizer rows and of the cheap 2-D CNN minus that of "
+               f"{design}, {references['standard_cnn_epochs']} epochs) on the same test subjects, "
+               f"on the whole training split (seed{'s' if len(seeds) > 1 else ''} "
+               f"{', '.join(map(str, seeds))}; paired bootstrap 95% CI).")  # fmt: skip
+    header = ["CP", "Method", "r", "r standard CNN", "Δr [95% CI]", "reading"]
+    text = f"{cheap}\n\n" + numbers_table(caption, "table-3d", header, rows)
+    reached = "; ".join(f"{name} ({', '.join(cps)})" for name, cps in within.items())
+    text += ("\nStated from the numbers (generated; a CI that contains 0 is no difference): "
+             + (f"within 0.05 of the standard CNN or above it (point estimate): {reached}. "
+                if reached else "no row comes within 0.05 of the standard CNN. ")
+             + ("The whole CI lies more than 0.05 below it for " + "; ".join(far) + "."
+                if far else "No row's CI lies wholly more than 0.05 below it."))  # fmt: skip
+    if references.get("standard_cnn_seconds"):
+        text += (f" The standard CNN took {references['standard_cnn_seconds']:.0f} s per seed "
+                 "in this run.")  # fmt: skip
+    return text + " *{download}`Download as CSV </book/executed/tables/standard_cnn.csv>`.*\n"
+
+
 def loa_markdown(loa: pd.DataFrame, labels: dict[str, str], cps: list[str],
                  fraction: float) -> str:  # fmt: skip
     """Table 3c: each row's LoA width minus the constant training mean's at `fraction`, with its

@@ -218,6 +218,7 @@ def build_plan(settings: dict) -> list[Run]:
                 "loa_differences.csv",
                 "paired_differences.csv",
                 "control_differences.csv",
+                "standard_cnn.csv",
             ],  # fmt: skip
         )
     )

@@ -25,6 +25,7 @@ from ctrip.pipeline.timings import timings_markdown
 MADE_BY = {
     "Table 2": ["table2"], "Table 3": ["reference_baselines", "table2"],
     "Table 3b": ["reference_baselines", "table2"], "Table 3c": ["reference_baselines", "table2"],
+    "Table 3d": ["reference_baselines", "table2"],
     "Table 4": ["table2"], "Table 4b": ["table2"],
     "Table 5": ["stage2_*", "umaps"], "Table 6": ["table2"], "Fig. 2A": ["attention_maps"],
     "Fig. 2B": ["umaps"], "Fig. 3": ["fraction_curves"], "Fig. 4": ["screening"],
