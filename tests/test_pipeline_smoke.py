@@ -114,7 +114,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, capsys):
     assert "Table 2." in page and "Fig. 3." in page and "L+E+T (C-TRIP)" in page
     assert "Table 4b." in page and "L_MAE (Stage I only)" in page
     assert "Table 3c." in page and "have narrower limits than the training mean" in page
-    assert "Table 3d." in page and "The standard CNN took" in page
+    assert "Table 3d." in page and "r standard CNN" in page
     # the chapter pastes what table2.ipynb published from its table, under the caption's number
     # alone (no running number of Sphinx's), and the notebook's page shows the same table
     row = table[table["method"] == "L+E+T"].iloc[0]

@@ -131,7 +131,7 @@ def standard_cnn_markdown(gaps: pd.DataFrame, labels: dict[str, str], references
     """Table 3d: the localizer rows and the cheap 2-D CNN yardstick, each minus a standard small
     CNN trained on the same subjects (`gaps`: `paired_differences` against it, at the whole
     training split). `references`: the reference-baselines run's outputs (its epochs, the
-    standard CNN's seeds, epochs and seconds; {} where no such run was made)."""
+    standard CNN's seeds and epochs; {} where no such run was made)."""
     if not references:
         return "*No reference baselines were run.*\n"
     cheap = (f"The localizer's yardstick is the cheapest standard 2-D CNN (one 3x3 convolution "
@@ -171,9 +171,6 @@ def standard_cnn_markdown(gaps: pd.DataFrame, labels: dict[str, str], references
                 if reached else "no row comes within 0.05 of the standard CNN. ")
              + ("The whole CI lies more than 0.05 below it for " + "; ".join(far) + "."
                 if far else "No row's CI lies wholly more than 0.05 below it."))  # fmt: skip
-    if references.get("standard_cnn_seconds"):
-        text += (f" The standard CNN took {references['standard_cnn_seconds']:.0f} s per seed "
-                 "in this run.")  # fmt: skip
     return text + " *{download}`Download as CSV </book/executed/tables/standard_cnn.csv>`.*\n"
 
 
