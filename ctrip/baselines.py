@@ -35,21 +35,24 @@ SPLIT_NAMES = ("train", "val", "test")
 # ECG; `benchmarks/bench_baselines.py`).
 EVAL_BATCH = 64
 
+# The book's image yardstick: the cheap 2-D CNN, one 3x3 convolution per block.
+CHEAP_IMAGE_CNN = {"widths": (16, 32, 64, 64), "convs_per_block": 1}
+
 
 class ImageCNN(nn.Module):
     """(B, C, H, W) -> (B, outputs): blocks of `convs_per_block` x [3x3 conv, BN, ReLU] and a
     2x2 max-pool, then global average pooling and a linear head.
 
-    The book's yardstick is the cheap one (one convolution per block, widths 16-32-64-64);
-    `STANDARD_IMAGE_CNN` is the standard small CNN it is measured against
-    (`benchmarks/bench_baselines.py --cohort`)."""
+    The book's yardstick is the cheap one (`CHEAP_IMAGE_CNN`, the defaults);
+    `STANDARD_IMAGE_CNN` is the standard small CNN it is measured against (Table 3d,
+    `benchmarks/bench_baselines.py --cohort`)."""
 
     def __init__(
         self,
         in_channels: int = 3,
         outputs: int = len(CP_NAMES),
-        widths: Sequence[int] = (16, 32, 64, 64),
-        convs_per_block: int = 1,
+        widths: Sequence[int] = CHEAP_IMAGE_CNN["widths"],
+        convs_per_block: int = CHEAP_IMAGE_CNN["convs_per_block"],
     ) -> None:
         super().__init__()
         if convs_per_block < 1:
@@ -79,6 +82,14 @@ class ImageCNN(nn.Module):
 # the validation-best weights kept. The book sets the cheap yardstick beside it where a run
 # trains it (`reference_baselines.standard_cnn_seeds`); `benchmarks/bench_baselines.py --cohort`.
 STANDARD_IMAGE_CNN = {"widths": (32, 64, 128), "convs_per_block": 2}
+
+
+def describe_image_cnn(spec: dict) -> str:
+    """How the book names an `ImageCNN` design, e.g. "two 3x3 convolutions per block, widths
+    32-64-128", from its spec (`CHEAP_IMAGE_CNN`, `STANDARD_IMAGE_CNN`)."""
+    n = spec["convs_per_block"]
+    count = {1: "one 3x3 convolution", 2: "two 3x3 convolutions"}.get(n, f"{n} 3x3 convolutions")
+    return f"{count} per block, widths {'-'.join(map(str, spec['widths']))}"
 
 
 class ECGCNN(nn.Module):

@@ -188,3 +188,37 @@ def test_yardstick_differences_measure_each_method_from_its_own_modality():
     assert set(no_ecg["method"]) == {"L_sup", "C-TRIP"}
     with pytest.raises(KeyError, match="no input modality"):
         yardstick_differences(predictions, {"L_sup": "localizer"}, references, ["LVM"])
+
+
+def test_standard_cnn_differences_set_the_localizer_rows_and_the_cheap_cnn_beside_it():
+    from ctrip.analysis.report import standard_cnn_differences
+
+    rng = np.random.default_rng(2)
+    n = 200
+    ref = rng.normal(100, 20, n)
+
+    def frame(noise: float, fractions=(0.1, 1.0), seeds=(0, 1)) -> pd.DataFrame:
+        return pd.concat([pd.DataFrame({"id": [f"s{i}" for i in range(n)], "split": "test",
+                                        "fraction": f, "seed": s,
+                                        "LVM_pred": ref + rng.normal(0, noise, n), "LVM_ref": ref})
+                          for f in fractions for s in seeds])  # fmt: skip
+
+    predictions = {"L_sup": frame(30.0), "E_sup": frame(10.0)}
+    modalities = {"L_sup": "localizer", "E_sup": "ecg"}
+    references = {"ref_localizer": frame(8.0), "ref_ecg": frame(40.0)}
+    standard = frame(5.0, fractions=(1.0,), seeds=(0,))  # one seed, the whole training split
+    out = standard_cnn_differences(predictions, modalities, references, standard, ["LVM"],
+                                   n_bootstrap=300)  # fmt: skip
+    assert set(out["method"]) == {"L_sup", "ref_localizer"}  # no ECG row, no ECG reference
+    assert set(out["baseline"]) == {"standard_localizer"} and set(out["fraction"]) == {1.0}
+    assert (out["n_seeds"] == 1).all()
+    by = out.set_index("method")
+    assert (
+        by.loc["L_sup", "ci_high"] < 0
+        and by.loc["L_sup", "difference"] < by.loc["ref_localizer", "difference"]
+    )
+    empty = standard_cnn_differences(predictions, modalities, references, None, ["LVM"])
+    assert empty.empty and {"method", "difference", "ci_low", "ci_high"} <= set(empty.columns)
+    no_cheap = standard_cnn_differences(predictions, modalities, {}, standard, ["LVM"],
+                                        n_bootstrap=50)  # fmt: skip
+    assert set(no_cheap["method"]) == {"L_sup"}

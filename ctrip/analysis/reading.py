@@ -134,11 +134,14 @@ def standard_cnn_markdown(gaps: pd.DataFrame, labels: dict[str, str], references
     standard CNN's seeds and epochs; {} where no such run was made)."""
     if not references:
         return "*No reference baselines were run.*\n"
-    cheap = (f"The localizer's yardstick is the cheapest standard 2-D CNN (one 3x3 convolution "
-             f"per block, widths 16-32-64-64, {references['epochs']} epochs), so a row level with "
-             "it is level with a floor, not with the best a CNN does from the same input.")  # fmt: skip
-    design = ("a standard small CNN (two 3x3 convolutions per block, widths 32-64-128, batch "
-              "norm, AdamW with a one-cycle schedule, the validation-best weights")  # fmt: skip
+    from ctrip.baselines import CHEAP_IMAGE_CNN, STANDARD_IMAGE_CNN, describe_image_cnn
+
+    cheap = (f"The localizer's yardstick is the cheapest standard 2-D CNN "
+             f"({describe_image_cnn(CHEAP_IMAGE_CNN)}, {references['epochs']} epochs), so a row "
+             "level with it is level with a floor, not with the best a CNN does from the same "
+             "input.")  # fmt: skip
+    design = (f"a standard small CNN ({describe_image_cnn(STANDARD_IMAGE_CNN)}, batch norm, AdamW "
+              "with a one-cycle schedule, the validation-best weights")  # fmt: skip
     if gaps.empty:
         return (f"{cheap} This run did not train {design}) beside it "
                 "(`reference_baselines.standard_cnn_seeds` is empty); "
@@ -165,7 +168,8 @@ def standard_cnn_markdown(gaps: pd.DataFrame, labels: dict[str, str], references
                f"{', '.join(map(str, seeds))}; paired bootstrap 95% CI).")  # fmt: skip
     header = ["CP", "Method", "r", "r standard CNN", "Δr [95% CI]", "reading"]
     text = f"{cheap}\n\n" + numbers_table(caption, "table-3d", header, rows)
-    reached = "; ".join(f"{name} ({', '.join(cps)})" for name, cps in within.items())
+    names = [labels.get(m, m) for m in sorted(set(gaps["method"]), key=lambda m: order.get(m, 0))]
+    reached = "; ".join(f"{n} ({', '.join(within[n])})" for n in names if n in within)
     text += ("\nStated from the numbers (generated; a CI that contains 0 is no difference): "
              + (f"within 0.05 of the standard CNN or above it (point estimate): {reached}. "
                 if reached else "no row comes within 0.05 of the standard CNN. ")

@@ -241,6 +241,31 @@ def yardstick_differences(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
+def standard_cnn_differences(
+    predictions: Mapping[str, pd.DataFrame],
+    modalities: Mapping[str, str],
+    references: Mapping[str, pd.DataFrame],
+    standard: pd.DataFrame | None,
+    cps: Sequence[str],
+    split: str = "test",
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Table 3d: every localizer method and the cheap localizer CNN ("ref_localizer" of
+    `references`, where present) against the standard small CNN's predictions `standard`
+    (baseline "standard_localizer"), by `paired_differences`: at the fractions and seeds the
+    standard CNN was trained for. Without `standard`, an empty table with the same columns."""
+    columns = ["method", "baseline", "fraction", "cp", "r", "r_baseline", "difference",
+               "ci_low", "ci_high"]  # fmt: skip
+    if standard is None:
+        return pd.DataFrame(columns=columns)
+    rows = {m: f for m, f in predictions.items() if modalities[m] == "localizer"}
+    if "ref_localizer" in references:
+        rows["ref_localizer"] = references["ref_localizer"]
+    return paired_differences({**rows, "standard_localizer": standard}, "standard_localizer", cps,
+                              split, n_bootstrap, seed)  # fmt: skip
+
+
 # ------------------------------------------------------------------ formatting for the book
 # The notebooks render their tables and readings with these and glue them (myst-nb `glue`);
 # the chapters paste them by key.
